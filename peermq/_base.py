@@ -1,0 +1,187 @@
+"""What every socket shell has, blocking or asyncio: setup, bind/connect, close, stats."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from . import _zmq
+from ._zmq import Kind
+from .config import SocketOptions
+from .errors import ClosedError, ConfigError
+from .node import Node
+
+__all__ = ["SocketBase"]
+
+_log = logging.getLogger("peermq")
+_SCHEMES = ("tcp://", "ipc://", "inproc://")
+
+
+def _check_endpoint(endpoint: str) -> None:
+    if not isinstance(endpoint, str) or not endpoint.startswith(_SCHEMES):
+        raise ConfigError(
+            f"endpoint must start with tcp://, ipc:// or inproc://, got {endpoint!r}"
+        )
+
+
+def _as_list(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+class SocketBase:
+    """A ZeroMQ socket with peermq's defaults, owned by one thread (or one event loop)."""
+
+    _kind: Kind
+
+    def __init__(
+        self,
+        *,
+        node: Node | None,
+        options: SocketOptions,
+        bind: str | list[str] | tuple[str, ...] | None,
+        connect: str | list[str] | tuple[str, ...] | None,
+        welcome: bytes = b"",
+        monitor: bool = False,
+    ) -> None:
+        if not isinstance(options, SocketOptions):
+            raise ConfigError(f"options must be a SocketOptions, got {type(options).__name__}")
+        binds, connects = _as_list(bind), _as_list(connect)
+        for ep in (*binds, *connects):
+            _check_endpoint(ep)
+        self.node = node if node is not None else Node.default()
+        self.options = options
+        self.stream = self.node._attach(self)
+        self.endpoints: list[str] = []
+        self._sock: zmq.Socket[bytes] | None = None
+        sock = self.node.context.socket(self._kind.value)
+        try:
+            _zmq.configure(sock, self._kind, options, welcome or self._welcome())
+            self._sock = sock
+            self._monitor: zmq.Socket[bytes] | None = None
+            self._peers = 0
+            if monitor:
+                self._monitor = sock.get_monitor_socket(
+                    zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+                )
+            self._setup()
+            for ep in binds:
+                self.bind(ep)
+            for ep in connects:
+                self.connect(ep)
+        except BaseException:
+            self.close()
+            sock.close(0)
+            raise
+
+    # -- hooks for subclasses
+    def _welcome(self) -> bytes:
+        return b""
+
+    def _setup(self) -> None:
+        """Socket-kind specific setup before any bind or connect."""
+
+    def _discard_unread(self) -> int:
+        """Drop what was received but not read; return how many messages that was."""
+        return 0
+
+    # -- plumbing
+    @property
+    def closed(self) -> bool:
+        return self._sock is None
+
+    def _live(self) -> zmq.Socket[bytes]:
+        sock = self._sock
+        if sock is None:
+            raise ClosedError(f"{type(self).__name__} is closed")
+        return sock
+
+    def bind(self, endpoint: str) -> str:
+        """Listen on ``endpoint``; returns the real endpoint (``tcp://127.0.0.1:*`` gets a port)."""
+        _check_endpoint(endpoint)
+        sock = self._live()
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            raise _zmq.translate(exc, f"bind {endpoint}") from exc
+        real = _zmq.last_endpoint(sock)
+        self.endpoints.append(real)
+        _log.debug("socket.bound kind=%s endpoint=%s", self._kind.name, real)
+        return real
+
+    def connect(self, endpoint: str) -> None:
+        """Connect to ``endpoint``; ZeroMQ reconnects with capped backoff if the peer goes away."""
+        _check_endpoint(endpoint)
+        sock = self._live()
+        try:
+            sock.connect(endpoint)
+        except zmq.ZMQError as exc:
+            raise _zmq.translate(exc, f"connect {endpoint}") from exc
+        _log.debug("socket.connected kind=%s endpoint=%s", self._kind.name, endpoint)
+
+    def disconnect(self, endpoint: str) -> None:
+        sock = self._live()
+        try:
+            sock.disconnect(endpoint)
+        except zmq.ZMQError as exc:
+            raise _zmq.translate(exc, f"disconnect {endpoint}") from exc
+
+    def _count_peers(self) -> int:
+        mon = self._monitor
+        if mon is None:
+            return self._peers
+        while True:
+            try:
+                parts = mon.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return self._peers
+            event = parse_monitor_message(parts)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._peers += 1
+            elif event == zmq.EVENT_DISCONNECTED:
+                self._peers = max(0, self._peers - 1)
+
+    def close(self) -> int:
+        """Close (idempotent). Returns how many received messages were discarded unread.
+
+        Queued outgoing messages get up to ``options.linger`` seconds to leave.
+        """
+        sock = self._sock
+        if sock is None:
+            return 0
+        discarded = 0
+        try:
+            discarded = self._discard_unread()
+        finally:
+            self._sock = None
+            if self._monitor is not None:
+                try:
+                    sock.disable_monitor()
+                finally:
+                    self._monitor.close(0)
+                    self._monitor = None
+            sock.close()
+        if discarded:
+            _log.info("socket.closed kind=%s discarded=%d", self._kind.name, discarded)
+        return discarded
+
+    def __del__(self) -> None:
+        if getattr(self, "_sock", None) is not None:
+            warnings.warn(
+                f"unclosed {type(self).__name__}; use it as a context manager or call close()",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ",".join(self.endpoints) or "open"
+        return f"<{type(self).__name__} {self.node.name}/{self.stream} {state}>"
+

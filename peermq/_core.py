@@ -1,0 +1,246 @@
+"""Sans-I/O socket logic shared by the blocking (sockets.py) and asyncio (aio.py) shells.
+
+The shells move frames; everything that decides what a frame means lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+
+
+from . import wire
+from .config import HeaderMatch, SocketOptions
+from .errors import WireError
+from .message import NO_HEADERS, Gap, Message, SocketStats
+from .topics import TopicFilter
+
+__all__ = ["GapHandler", "ReceiveCore", "SendCore"]
+
+_log = logging.getLogger("peermq")
+
+GapHandler = Callable[[Gap], None]
+_TOPIC_CACHE_MAX = 4096
+
+
+class SendCore:
+    """Encoding, sequence numbers and what a publisher learns from its subscribers."""
+
+    __slots__ = ("dropped", "dropped_by_peer", "encoder", "options", "sent", "subscribers")
+
+    def __init__(self, node: str, stream: int, options: SocketOptions) -> None:
+        self.options = options
+        self.encoder = wire.Encoder(
+            node,
+            stream,
+            max_size=options.max_message_size,
+            max_topic=options.max_topic_length,
+            max_count=options.batch_max_count,
+        )
+        self.sent = 0
+        self.dropped = 0
+        self.dropped_by_peer: dict[str, int] = {}
+        self.subscribers: set[str] = set()
+
+    def upstream(self, frame: bytes) -> None:
+        """Handle one frame a publisher's XPUB received: (un)subscriptions and gap reports."""
+        if not frame:
+            return
+        first = frame[0]
+        if first in (0, 1) and frame[1:3] == wire.MARKER:
+            token = frame[3:].decode("utf-8", "replace")
+            if first == 1:
+                self.subscribers.add(token)
+                _log.debug("subscriber.joined token=%s", token)
+            else:
+                self.subscribers.discard(token)
+                _log.debug("subscriber.left token=%s", token)
+        elif frame[:2] == wire.GAP:
+            try:
+                token, node, stream, lost = wire.decode_gap(frame)
+            except WireError as exc:
+                _log.debug("gap_report.malformed error=%s", exc)
+                return
+            enc = self.encoder
+            if node == enc.node and stream == enc.stream:
+                self.dropped += lost
+                self.dropped_by_peer[token] = self.dropped_by_peer.get(token, 0) + lost
+
+    def stats(self) -> SocketStats:
+        return SocketStats(
+            sent=self.sent,
+            dropped=self.dropped,
+            dropped_by_peer=dict(self.dropped_by_peer),
+            peers=len(self.subscribers),
+        )
+
+
+def _header_matcher(
+    wanted: Mapping[str, str] | None, how: HeaderMatch
+) -> Callable[[Mapping[str, str]], bool] | None:
+    if not wanted:
+        return None
+    pairs = tuple(dict(wanted).items())
+    if how is HeaderMatch.ALL:
+        return lambda h: all(h.get(k) == v for k, v in pairs)
+    return lambda h: any(h.get(k) == v for k, v in pairs)
+
+
+class ReceiveCore:
+    """Decoding, exact filtering, gap detection and control frames for one receiving socket."""
+
+    def __init__(
+        self,
+        *,
+        token: str,
+        options: SocketOptions,
+        topics: TopicFilter | None,
+        headers: Mapping[str, str] | None = None,
+        match: HeaderMatch = HeaderMatch.ALL,
+        on_gap: GapHandler | None = None,
+        track_gaps: bool = True,
+    ) -> None:
+        self.token = token
+        self.options = options
+        self.topics = topics
+        self._headers_ok = _header_matcher(headers, match)
+        self.on_gap = on_gap
+        self.track_gaps = track_gaps
+        self.pending: deque[Message] = deque()
+        self.outbox: list[bytes] = []
+        """Frames to send upstream (gap reports); the shell flushes them."""
+        self.publishers: dict[tuple[str, int], str] = {}
+        self._topic_cache: dict[bytes, str | None] = {}
+        self._next: dict[tuple[str, int, bytes], int] = {}
+        self.received = 0
+        self.gaps = 0
+        self.malformed = 0
+        self.filtered = 0
+        self._warned = False
+
+    def stats(self, peers: int | None = None) -> SocketStats:
+        return SocketStats(
+            received=self.received,
+            gaps=self.gaps,
+            malformed=self.malformed,
+            filtered=self.filtered,
+            peers=len(self.publishers) if peers is None else peers,
+        )
+
+    def _bad(self, what: str, exc: Exception) -> None:
+        self.malformed += 1
+        if not self._warned:
+            self._warned = True
+            _log.warning("frame.dropped reason=%s error=%s (further ones are logged at DEBUG)",
+                         what, exc)
+        else:
+            _log.debug("frame.dropped reason=%s error=%s", what, exc)
+
+    def _topic(self, raw: bytes) -> str | None:
+        cache = self._topic_cache
+        if len(cache) >= _TOPIC_CACHE_MAX:
+            cache.clear()
+        try:
+            topic: str | None = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self._bad("topic", exc)
+            return None
+        if self.topics is not None and topic is not None and not self.topics.matches(topic):
+            topic = None
+        cache[raw] = topic
+        return topic
+
+    def _control(self, frame: bytes) -> None:
+        if frame[:2] == wire.WELCOME:
+            try:
+                node, stream, name = wire.decode_welcome(frame)
+            except WireError as exc:
+                self._bad("welcome", exc)
+                return
+            if (node, stream) not in self.publishers:
+                _log.debug("publisher.welcome node=%s stream=%s name=%s", node, stream, name)
+            self.publishers[(node, stream)] = name
+        # other control frames (addressed to other subscribers) are not ours: ignore them
+
+    def _gap(self, node: str, stream: int, raw: bytes, topic: str, first: int, lost: int) -> None:
+        self.gaps += lost
+        _log.debug("gap node=%s stream=%s topic=%s first=%d lost=%d",
+                   node, stream, topic, first, lost)
+        self.outbox.append(wire.encode_gap(self.token, node, stream, lost))
+        if self.on_gap is not None:
+            try:
+                self.on_gap(Gap(node, stream, topic, first, lost))
+            except Exception:
+                _log.exception("on_gap handler failed")
+
+    def accept(self, frame: bytes) -> Message | None:
+        """Take one frame; return the first message it yields (more go to ``pending``)."""
+        if not frame:
+            self._bad("empty", WireError("empty frame"))
+            return None
+        if frame[0] == wire.CONTROL:
+            self._control(frame)
+            return None
+        try:
+            raw, env = wire.decode_data(frame)
+        except WireError as exc:
+            self._bad("decode", exc)
+            return None
+        kind, node, stream, seq, ts, headers, payload = env
+        count = 1 if kind == wire.SINGLE else len(payload)
+        if self.track_gaps:
+            key = (node, stream, raw)
+            nxt = self._next
+            expected = nxt.get(key)
+            if expected is None and len(nxt) >= self.options.max_tracked_streams:
+                del nxt[next(iter(nxt))]
+            nxt[key] = seq + count
+            if expected is not None and seq != expected:
+                if seq > expected:
+                    self._gap(node, stream, raw, raw.decode("utf-8", "replace"),
+                              expected, seq - expected)
+                else:
+                    _log.debug("stream.restarted node=%s stream=%s seq=%d", node, stream, seq)
+        cache = self._topic_cache
+        topic = cache[raw] if raw in cache else self._topic(raw)
+        if topic is None:
+            self.filtered += count
+            return None
+        hdrs: Mapping[str, str] = headers if headers else NO_HEADERS
+        if self._headers_ok is not None and not self._headers_ok(hdrs):
+            self.filtered += count
+            return None
+        if kind == wire.SINGLE:
+            self.received += 1
+            return Message(topic, payload, hdrs, node, stream, seq, ts)
+        if not payload:
+            return None
+        self.received += count
+        msgs = [
+            Message(topic, data, hdrs, node, stream, seq + i, ts) for i, data in enumerate(payload)
+        ]
+        self.pending.extend(msgs[1:])
+        return msgs[0]
+
+    def stash(self, frame: bytes) -> None:
+        """Take one frame and keep all it yields in ``pending`` (in order)."""
+        at = len(self.pending)
+        msg = self.accept(frame)
+        if msg is not None:
+            self.pending.insert(at, msg)
+
+    def set_topics(self, topics: TopicFilter) -> None:
+        self.topics = topics
+        self._topic_cache.clear()
+
+    def drain_outbox(self) -> list[bytes]:
+        out, self.outbox = self.outbox, []
+        return out
+
+
+def token_for(node: str, stream: int) -> str:
+    """The name a subscriber goes by at its publishers."""
+    return f"{node}/{stream}"
+
+

@@ -1,0 +1,115 @@
+"""The one place that imports zmq: socket setup, option units, polling and error translation."""
+
+from __future__ import annotations
+
+import enum
+import errno
+import time
+
+import zmq
+
+from .config import OnFull, SocketOptions
+from .errors import ClosedError, ConfigError, PeerError, PeermqError
+
+__all__ = [
+    "AGAIN",
+    "NOBLOCK",
+    "POLLIN",
+    "POLLOUT",
+    "Kind",
+    "ZMQError",
+    "configure",
+    "new_context",
+    "poll",
+    "translate",
+    "zmq_version",
+]
+
+Again = zmq.Again
+ZMQError = zmq.ZMQError
+NOBLOCK = zmq.NOBLOCK
+POLLIN = zmq.POLLIN
+POLLOUT = zmq.POLLOUT
+AGAIN = zmq.Again
+Context = zmq.Context
+Socket = zmq.Socket
+
+
+class Kind(enum.Enum):
+    PUBLISHER = zmq.XPUB
+    SUBSCRIBER = zmq.XSUB
+    PUSHER = zmq.PUSH
+    PULLER = zmq.PULL
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def new_context() -> zmq.Context[zmq.Socket[bytes]]:
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context(io_threads=1)
+    ctx.setsockopt(zmq.LINGER, 0)
+    return ctx
+
+
+def configure(sock: zmq.Socket[bytes], kind: Kind, opts: SocketOptions, welcome: bytes) -> None:
+    """Apply peermq's safe defaults (finite linger, size limit, backoff, bounded queues)."""
+    sock.setsockopt(zmq.LINGER, _ms(opts.linger))
+    sock.setsockopt(zmq.SNDHWM, opts.send_hwm)
+    sock.setsockopt(zmq.RCVHWM, opts.recv_hwm)
+    sock.setsockopt(zmq.MAXMSGSIZE, opts.max_message_size)
+    sock.setsockopt(zmq.RECONNECT_IVL, _ms(opts.reconnect_interval))
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, _ms(opts.reconnect_interval_max))
+    if opts.heartbeat_interval > 0:
+        sock.setsockopt(zmq.HEARTBEAT_IVL, _ms(opts.heartbeat_interval))
+        timeout = opts.heartbeat_timeout or 3 * opts.heartbeat_interval
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, _ms(timeout))
+        sock.setsockopt(zmq.HEARTBEAT_TTL, _ms(timeout))
+    if kind is Kind.PUBLISHER:
+        if opts.on_full is OnFull.BLOCK:
+            sock.setsockopt(zmq.XPUB_NODROP, 1)
+        sock.setsockopt(zmq.XPUB_WELCOME_MSG, welcome)
+    if kind is Kind.PUSHER:
+        # Queue only on connections that are up: nothing waits in a pipe to a peer never reached.
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+    if kind in (Kind.PUBLISHER, Kind.PUSHER):
+        sock.setsockopt(zmq.SNDTIMEO, _ms(opts.send_timeout))
+
+
+def set_send_timeout(sock: zmq.Socket[bytes], seconds: float) -> None:
+    sock.setsockopt(zmq.SNDTIMEO, _ms(seconds))
+
+
+def last_endpoint(sock: zmq.Socket[bytes]) -> str:
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def poll(sock: zmq.Socket[bytes], events: int, timeout: float | None) -> bool:
+    """Wait until ``sock`` has ``events``; ``timeout`` None waits for ever (in bounded slices)."""
+    if timeout is None:
+        while not sock.poll(1000, events):
+            pass
+        return True
+    return bool(sock.poll(max(0, _ms(timeout)), events))
+
+
+def deadline_left(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    return max(0.0, deadline - time.monotonic())
+
+
+def translate(exc: zmq.ZMQError, what: str) -> PeermqError:
+    """Map a ZMQError to the peermq tree; ``what`` says which operation failed."""
+    code = exc.errno
+    if code in (zmq.ETERM, zmq.ENOTSOCK):
+        return ClosedError(f"{what}: the socket or its node is closed")
+    if code in (errno.EINVAL, zmq.EPROTONOSUPPORT, errno.EADDRNOTAVAIL, zmq.ENOCOMPATPROTO):
+        return ConfigError(f"{what}: {exc.strerror}")
+    if code == errno.EADDRINUSE:
+        return PeerError(f"{what}: address already in use", retriable=False)
+    return PeerError(f"{what}: {exc.strerror}")
+
+
+def zmq_version() -> str:
+    return zmq.zmq_version()

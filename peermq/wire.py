@@ -1,0 +1,276 @@
+"""Sans-I/O codec: messages <-> ZeroMQ frames. docs/protocol.md describes the bytes.
+
+A data frame is ``topic (UTF-8) 0x00 VERSION msgpack-array``; the topic comes first so that
+ZeroMQ's prefix subscriptions filter at the publisher. The array is
+
+- single: ``[0, node, stream, seq, time, headers|nil, data]``
+- batch:  ``[1, node, stream, first_seq, time, headers|nil, [data, ...]]`` (seqs are consecutive)
+
+Control frames start with 0xFF, a byte that UTF-8 topics never contain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgpack
+
+from .errors import EncodeError, WireError
+from .topics import check_topic
+
+__all__ = [
+    "BATCH",
+    "CONTROL",
+    "GAP",
+    "MARKER",
+    "SINGLE",
+    "VERSION",
+    "WELCOME",
+    "Encoder",
+    "check_headers",
+    "decode_data",
+    "decode_gap",
+    "decode_welcome",
+    "encode_gap",
+    "encode_welcome",
+    "marker_subscription",
+]
+
+VERSION = 1
+SINGLE = 0
+BATCH = 1
+CONTROL = 0xFF
+WELCOME = b"\xffW"
+"""Publisher -> subscriber, sent by ZeroMQ itself on every new connection (XPUB_WELCOME_MSG)."""
+GAP = b"\xffG"
+"""Subscriber -> publishers (upstream): messages of yours that I never got."""
+MARKER = b"\xffS"
+"""Subscription that a subscriber makes last: once the publisher sees it, the others are active."""
+
+_HEAD = bytes([0, VERSION])
+
+
+def _unpack(buf: bytes) -> Any:
+    # unpackb bounds every declared length by the buffer's own size: no allocation bombs
+    try:
+        return msgpack.unpackb(buf, raw=False, strict_map_key=True, timestamp=0)
+    except Exception as exc:  # msgpack raises ValueError, TypeError, its own errors, ...
+        raise WireError(f"undecodable msgpack: {exc}") from exc
+
+
+def check_headers(headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    """Validate user headers (``str -> str``) and return a plain dict, or None when empty."""
+    if not headers:
+        return None
+    if not isinstance(headers, Mapping):
+        raise EncodeError(f"headers must be a mapping of str to str, got {type(headers).__name__}")
+    out = dict(headers)
+    for key, value in out.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise EncodeError(f"header {key!r}: {value!r}: headers map str to str")
+    return out
+
+
+class Encoder:
+    """Turns messages into frames for one sending socket; owns its per-topic sequence numbers."""
+
+    __slots__ = (
+        "_batch_static",
+        "_packer",
+        "_prefix",
+        "_seq",
+        "_single_static",
+        "max_count",
+        "max_size",
+        "max_topic",
+        "node",
+        "stream",
+    )
+
+    def __init__(
+        self,
+        node: str,
+        stream: int,
+        *,
+        max_size: int,
+        max_topic: int = 1024,
+        max_count: int = 4096,
+    ) -> None:
+        self.node = node
+        self.stream = stream
+        self.max_size = max_size
+        self.max_topic = max_topic
+        self.max_count = max_count
+        self._packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+        pk = self._packer.pack
+        self._single_static = b"\x97" + pk(SINGLE) + pk(node) + pk(stream)
+        self._batch_static = b"\x97" + pk(BATCH) + pk(node) + pk(stream)
+        self._prefix: dict[str, bytes] = {}
+        self._seq: dict[str, int] = {}
+
+    def _new_prefix(self, topic: str) -> bytes:
+        raw = check_topic(topic, self.max_topic)
+        prefix = raw + _HEAD + self._single_static
+        self._prefix[topic] = prefix
+        self._seq[topic] = 0
+        return prefix
+
+    def encode(
+        self, topic: str, data: object, headers: dict[str, str] | None, now: float
+    ) -> bytes:
+        """One message as one frame. Takes the next sequence number only if encoding succeeds."""
+        prefix = self._prefix.get(topic)
+        if prefix is None:
+            prefix = self._new_prefix(topic)
+        seq = self._seq[topic] + 1
+        try:
+            body = self._packer.pack((seq, now, headers, data))
+        except Exception as exc:
+            raise EncodeError(f"data is not msgpack-serialisable: {exc}") from exc
+        frame = prefix + body[1:]
+        if len(frame) > self.max_size:
+            raise EncodeError(
+                f"message is {len(frame)} bytes, more than max_message_size={self.max_size}"
+            )
+        self._seq[topic] = seq
+        return frame
+
+    def encode_batch(
+        self, topic: str, items: Iterable[object], headers: dict[str, str] | None, now: float,
+        max_bytes: int,
+    ) -> list[tuple[bytes, int]]:
+        """Many messages of one topic as few ``(frame, count)``; nothing if any item fails."""
+        if topic not in self._prefix:
+            self._new_prefix(topic)
+        pk = self._packer.pack
+        head = topic.encode() + _HEAD + self._batch_static
+        try:
+            packed = [pk(item) for item in items]
+        except Exception as exc:
+            raise EncodeError(f"data is not msgpack-serialisable: {exc}") from exc
+        frames: list[tuple[bytes, int]] = []
+        seq = self._seq[topic]
+        hdr = pk(headers)
+        overhead = len(head) + 9 + 9 + len(hdr) + 5
+        start = 0
+        while start < len(packed):
+            size = overhead
+            end = start
+            while end < len(packed) and end - start < self.max_count:
+                if end > start and size + len(packed[end]) > max_bytes:
+                    break
+                size += len(packed[end])
+                end += 1
+            if size > self.max_size:
+                raise EncodeError(
+                    f"message is {size} bytes, more than max_message_size={self.max_size}"
+                )
+            frames.append((
+                b"".join(
+                    (
+                        head,
+                        pk(seq + 1),
+                        pk(now),
+                        hdr,
+                        self._packer.pack_array_header(end - start),
+                        *packed[start:end],
+                    )
+                ),
+                end - start,
+            ))
+            seq += end - start
+            start = end
+        self._seq[topic] = seq
+        return frames
+
+    def rewind(self, topic: str, count: int) -> None:
+        """Give back the last ``count`` sequence numbers of ``topic`` (their frames were not sent)."""
+        self._seq[topic] -= count
+
+    def last_seq(self, topic: str) -> int:
+        return self._seq.get(topic, 0)
+
+
+def decode_data(frame: bytes) -> tuple[bytes, list[Any]]:
+    """Split and check a data frame: ``(topic bytes, [kind, node, stream, seq, time, headers, payload])``.
+
+    Raises WireError for anything that is not a well-formed data frame of this version.
+    """
+    i = frame.find(0)
+    if i <= 0:
+        raise WireError("not a data frame: no topic terminator")
+    if len(frame) < i + 3:
+        raise WireError("truncated frame")
+    if frame[i + 1] != VERSION:
+        raise WireError(f"unsupported protocol version {frame[i + 1]} (this is {VERSION})")
+    env = _unpack(frame[i + 2 :])
+    if type(env) is not list or len(env) != 7:
+        raise WireError("envelope is not a 7-element array")
+    kind, node, stream, seq, ts, headers, payload = env
+    if (
+        type(node) is not str
+        or type(stream) is not int
+        or type(seq) is not int
+        or seq < 1
+        or type(ts) not in (float, int)
+    ):
+        raise WireError("envelope fields have the wrong types")
+    if headers is not None:
+        if type(headers) is not dict:
+            raise WireError("headers are not a map")
+        for value in headers.values():
+            if type(value) is not str:
+                raise WireError("header values must be strings")
+    if kind == BATCH:
+        if type(payload) is not list:
+            raise WireError("batch payload is not an array")
+    elif kind != SINGLE:
+        raise WireError(f"unknown envelope kind {kind!r}")
+    return frame[:i], env
+
+
+def encode_welcome(node: str, stream: int, name: str) -> bytes:
+    return WELCOME + msgpack.packb([VERSION, node, stream, name])
+
+
+def decode_welcome(frame: bytes) -> tuple[str, int, str]:
+    """``(node, stream, name)`` of the publisher that sent the welcome."""
+    fields = _unpack(frame[2:])
+    if (
+        type(fields) is not list
+        or len(fields) < 4
+        or fields[0] != VERSION
+        or type(fields[1]) is not str
+        or type(fields[2]) is not int
+        or type(fields[3]) is not str
+    ):
+        raise WireError("malformed welcome")
+    return fields[1], fields[2], fields[3]
+
+
+def marker_subscription(token: str) -> bytes:
+    """The subscription a subscriber makes after its topics; ``token`` names the subscriber."""
+    return MARKER + token.encode()
+
+
+def encode_gap(token: str, node: str, stream: int, lost: int) -> bytes:
+    return GAP + msgpack.packb([VERSION, token, node, stream, lost])
+
+
+def decode_gap(frame: bytes) -> tuple[str, str, int, int]:
+    """``(subscriber token, publisher node, publisher stream, messages lost)``."""
+    fields = _unpack(frame[2:])
+    if (
+        type(fields) is not list
+        or len(fields) < 5
+        or fields[0] != VERSION
+        or type(fields[1]) is not str
+        or type(fields[2]) is not str
+        or type(fields[3]) is not int
+        or type(fields[4]) is not int
+        or fields[4] < 1
+    ):
+        raise WireError("malformed gap report")
+    return fields[1], fields[2], fields[3], fields[4]
+
