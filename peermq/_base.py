@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import warnings
 
-
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
@@ -15,7 +14,7 @@ from .config import SocketOptions
 from .errors import ClosedError, ConfigError
 from .node import Node
 
-__all__ = ["SocketBase"]
+__all__ = ["Endpoints", "SocketBase"]
 
 _log = logging.getLogger("peermq")
 _SCHEMES = ("tcp://", "ipc://", "inproc://")
@@ -28,7 +27,10 @@ def _check_endpoint(endpoint: str) -> None:
         )
 
 
-def _as_list(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
+Endpoints = str | list[str] | tuple[str, ...] | None
+
+
+def _as_list(value: Endpoints) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
@@ -46,8 +48,8 @@ class SocketBase:
         *,
         node: Node | None,
         options: SocketOptions,
-        bind: str | list[str] | tuple[str, ...] | None,
-        connect: str | list[str] | tuple[str, ...] | None,
+        bind: Endpoints,
+        connect: Endpoints,
         welcome: bytes = b"",
         monitor: bool = False,
     ) -> None:

@@ -9,7 +9,6 @@ import logging
 from collections import deque
 from collections.abc import Callable, Mapping
 
-
 from . import wire
 from .config import HeaderMatch, SocketOptions
 from .errors import WireError

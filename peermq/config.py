@@ -15,7 +15,7 @@ class OnFull(enum.Enum):
     """What a sender does when a peer's queue is full."""
 
     DROP = "drop"
-    """Drop the message for the full peer only, and count it (ZeroMQ PUB behaviour, made visible)."""
+    """Drop the message for the full peer only, and count it (ZeroMQ PUB, made visible)."""
     BLOCK = "block"
     """Wait up to ``send_timeout`` for room, then raise :class:`SendTimeoutError` (0.0: at once)."""
 

@@ -111,7 +111,7 @@ class Encoder:
 
     def _new_prefix(self, topic: str) -> bytes:
         raw = check_topic(topic, self.max_topic)
-        prefix = raw + _HEAD + self._single_static
+        prefix: bytes = raw + _HEAD + self._single_static
         self._prefix[topic] = prefix
         self._seq[topic] = 0
         return prefix
@@ -128,7 +128,7 @@ class Encoder:
             body = self._packer.pack((seq, now, headers, data))
         except Exception as exc:
             raise EncodeError(f"data is not msgpack-serialisable: {exc}") from exc
-        frame = prefix + body[1:]
+        frame: bytes = prefix + body[1:]
         if len(frame) > self.max_size:
             raise EncodeError(
                 f"message is {len(frame)} bytes, more than max_message_size={self.max_size}"
@@ -185,7 +185,7 @@ class Encoder:
         return frames
 
     def rewind(self, topic: str, count: int) -> None:
-        """Give back the last ``count`` sequence numbers of ``topic`` (their frames were not sent)."""
+        """Give back the last ``count`` sequence numbers of ``topic`` (frames not sent)."""
         self._seq[topic] -= count
 
     def last_seq(self, topic: str) -> int:
@@ -193,7 +193,9 @@ class Encoder:
 
 
 def decode_data(frame: bytes) -> tuple[bytes, list[Any]]:
-    """Split and check a data frame: ``(topic bytes, [kind, node, stream, seq, time, headers, payload])``.
+    """Split and check a data frame.
+
+    Returns ``(topic bytes, [kind, node, stream, seq, time, headers, payload])``.
 
     Raises WireError for anything that is not a well-formed data frame of this version.
     """
@@ -231,7 +233,8 @@ def decode_data(frame: bytes) -> tuple[bytes, list[Any]]:
 
 
 def encode_welcome(node: str, stream: int, name: str) -> bytes:
-    return WELCOME + msgpack.packb([VERSION, node, stream, name])
+    packed: bytes = msgpack.packb([VERSION, node, stream, name])
+    return WELCOME + packed
 
 
 def decode_welcome(frame: bytes) -> tuple[str, int, str]:
@@ -255,7 +258,8 @@ def marker_subscription(token: str) -> bytes:
 
 
 def encode_gap(token: str, node: str, stream: int, lost: int) -> bytes:
-    return GAP + msgpack.packb([VERSION, token, node, stream, lost])
+    packed: bytes = msgpack.packb([VERSION, token, node, stream, lost])
+    return GAP + packed
 
 
 def decode_gap(frame: bytes) -> tuple[str, str, int, int]:

@@ -1,0 +1,370 @@
+"""The non-blocking half of each socket kind, shared by the blocking and asyncio shells.
+
+sockets.py and aio.py add only the parts that wait: send under back-pressure, recv, the
+``wait_for_*`` readiness calls and consume loops.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+
+import zmq
+
+from . import _zmq, wire
+from ._base import Endpoints, SocketBase
+from ._core import GapHandler, ReceiveCore, SendCore, token_for
+from ._zmq import Kind
+from .config import HeaderMatch, OnFull, SocketOptions
+from .errors import ClosedError, ConfigError, SendTimeoutError
+from .message import Message, SocketStats
+from .node import Node
+from .topics import TopicFilter
+
+__all__ = [
+    "PublisherBase",
+    "PullerBase",
+    "PusherBase",
+    "ReceiverBase",
+    "SenderBase",
+    "SubscriberBase",
+    "deadline",
+]
+
+_SERVICE_EVERY = 1024
+PUSH_DEFAULTS = SocketOptions(on_full=OnFull.BLOCK)
+
+
+def deadline(timeout: float | None) -> float | None:
+    """Absolute monotonic deadline for a relative ``timeout`` (None: no deadline)."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise ConfigError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
+    return time.monotonic() + timeout
+
+
+class SenderBase(SocketBase):
+    """Encoding and non-blocking sends; the shell decides how to wait for room."""
+
+    _core: SendCore
+
+    def _setup(self) -> None:
+        self._core = SendCore(self.node.id, self.stream, self.options)
+        self._block = self.options.on_full is OnFull.BLOCK
+        self._flags = 0 if self._block else zmq.NOBLOCK
+        self._since_service = 0
+
+    def _welcome(self) -> bytes:
+        return wire.encode_welcome(self.node.id, self.stream, self.node.name)
+
+    def _service(self) -> None:
+        """Read what peers told this socket; cheap, done every so often and when asked."""
+
+    def _encode(self, topic: str, data: object, headers: Mapping[str, str] | None) -> bytes:
+        if self._sock is None:
+            raise ClosedError(f"{type(self).__name__} is closed")
+        return self._core.encoder.encode(
+            topic, data, wire.check_headers(headers) if headers else None, time.time()
+        )
+
+    def _try_send(
+        self, frame: bytes, topic: str, count: int, unsent: int, flags: int
+    ) -> bool | None:
+        """True: sent. False: dropped at a full queue (counted). None: would block (BLOCK)."""
+        sock = self._sock
+        if sock is None:
+            raise ClosedError(f"{type(self).__name__} is closed")
+        try:
+            sock.send(frame, flags)
+        except zmq.Again:
+            if self._block:
+                return None
+            self._core.dropped += count
+            return False
+        except zmq.ZMQError as exc:
+            self._core.encoder.rewind(topic, unsent)
+            raise _zmq.translate(exc, "send") from exc
+        self._core.sent += count
+        self._since_service += count
+        if self._since_service >= _SERVICE_EVERY:
+            self._since_service = 0
+            self._service()
+        return True
+
+    def _timed_out(self, topic: str, unsent: int) -> SendTimeoutError:
+        self._core.encoder.rewind(topic, unsent)
+        return SendTimeoutError(
+            f"no peer took the message within send_timeout={self.options.send_timeout}s; "
+            "it was not sent"
+        )
+
+    def _batches(
+        self, messages: Iterable[tuple[str, object]], headers: Mapping[str, str] | None
+    ) -> Iterator[tuple[str, list[tuple[bytes, int]]]]:
+        """Runs of one topic, each encoded as ``(frame, count)`` batch frames."""
+        if self._sock is None:
+            raise ClosedError(f"{type(self).__name__} is closed")
+        hdrs = wire.check_headers(headers) if headers else None
+        now = time.time()
+        enc = self._core.encoder
+        max_bytes = self.options.batch_max_bytes
+        run_topic: str | None = None
+        run: list[object] = []
+        for topic, data in messages:
+            if topic != run_topic:
+                if run_topic is not None and run:
+                    yield run_topic, enc.encode_batch(run_topic, run, hdrs, now, max_bytes)
+                run_topic, run = topic, []
+            run.append(data)
+        if run_topic is not None and run:
+            yield run_topic, enc.encode_batch(run_topic, run, hdrs, now, max_bytes)
+
+    def stats(self) -> SocketStats:
+        self._live()
+        self._service()
+        return self._core.stats()
+
+
+class PublisherBase(SenderBase):
+    """Fan-out: every subscriber whose topics match gets a copy."""
+
+    _kind = Kind.PUBLISHER
+
+    def __init__(
+        self,
+        *,
+        bind: Endpoints = None,
+        connect: Endpoints = None,
+        node: Node | None = None,
+        options: SocketOptions | None = None,
+    ) -> None:
+        super().__init__(node=node, options=options or SocketOptions(), bind=bind,
+                         connect=connect)
+
+    def _service(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        upstream = self._core.upstream
+        while True:
+            try:
+                frame = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            upstream(frame)
+
+    @property
+    def subscribers(self) -> int:
+        """Subscribers connected with their subscriptions in force."""
+        self._service()
+        return len(self._core.subscribers)
+
+
+class PusherBase(SenderBase):
+    """Pipeline: each message goes to one puller, round-robin; waits when all are full."""
+
+    _kind = Kind.PUSHER
+
+    def __init__(
+        self,
+        *,
+        bind: Endpoints = None,
+        connect: Endpoints = None,
+        node: Node | None = None,
+        options: SocketOptions | None = None,
+    ) -> None:
+        super().__init__(node=node, options=options or PUSH_DEFAULTS, bind=bind,
+                         connect=connect, monitor=True)
+
+    @property
+    def peers(self) -> int:
+        """Pullers connected now."""
+        return self._count_peers()
+
+    def stats(self) -> SocketStats:
+        s = super().stats()
+        return SocketStats(sent=s.sent, dropped=s.dropped, peers=self._count_peers())
+
+
+class ReceiverBase(SocketBase):
+    """Decoding and non-blocking receipt; the shell decides how to wait for messages."""
+
+    _rcore: ReceiveCore
+    _stopping = False
+
+    def _discard_unread(self) -> int:
+        core, sock = self._rcore, self._sock
+        count = len(core.pending)
+        core.pending.clear()
+        if sock is not None:
+            before = core.received
+            while True:
+                try:
+                    frame = sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                core.stash(frame)
+            count += core.received - before
+            core.pending.clear()
+        return count
+
+    def _flush_outbox(self) -> None:
+        sock = self._sock
+        for frame in self._rcore.drain_outbox():
+            if sock is None:
+                return
+            try:
+                sock.send(frame, zmq.NOBLOCK)
+            except zmq.ZMQError:
+                return  # reports are advice: never block a receiver on them
+
+    def _pump(self) -> None:
+        """Take in every frame that is ready, keeping the messages for later."""
+        sock = self._live()
+        stash = self._rcore.stash
+        while True:
+            try:
+                frame = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            except zmq.ZMQError as exc:
+                raise _zmq.translate(exc, "recv") from exc
+            stash(frame)
+        self._flush_outbox()
+
+    def _ready(self, max_count: int, out: list[Message]) -> list[Message]:
+        """Append to ``out`` what is ready now, up to ``max_count`` messages in all."""
+        core = self._rcore
+        pending = core.pending
+        sock = self._live()
+        accept = core.accept
+        while len(out) < max_count:
+            if pending:
+                out.append(pending.popleft())
+                continue
+            try:
+                frame = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            msg = accept(frame)
+            if msg is not None:
+                out.append(msg)
+        if core.outbox:
+            self._flush_outbox()
+        return out
+
+    def stop(self) -> None:
+        """Make ``consume`` and iteration return after the current message."""
+        self._stopping = True
+
+    def stats(self) -> SocketStats:
+        return self._rcore.stats()
+
+
+class SubscriberBase(ReceiverBase):
+    """Receives the messages of the topics it asked for, from every publisher it connects to."""
+
+    _kind = Kind.SUBSCRIBER
+
+    def __init__(
+        self,
+        *,
+        connect: Endpoints = None,
+        bind: Endpoints = None,
+        topics: Iterable[str] = (">",),
+        headers: Mapping[str, str] | None = None,
+        match: HeaderMatch = HeaderMatch.ALL,
+        on_gap: GapHandler | None = None,
+        node: Node | None = None,
+        options: SocketOptions | None = None,
+    ) -> None:
+        if isinstance(topics, str):
+            topics = (topics,)
+        self._filter = TopicFilter(topics)
+        if headers is not None:
+            wire.check_headers(headers)
+        if not isinstance(match, HeaderMatch):
+            raise ConfigError(f"match must be a HeaderMatch, got {match!r}")
+        if on_gap is not None and not callable(on_gap):
+            raise ConfigError("on_gap must be callable")
+        self._headers, self._match, self._on_gap = headers, match, on_gap
+        super().__init__(node=node, options=options or SocketOptions(), bind=bind,
+                         connect=connect)
+
+    def _setup(self) -> None:
+        self.token = token_for(self.node.id, self.stream)
+        self._rcore = ReceiveCore(
+            token=self.token, options=self.options, topics=self._filter,
+            headers=self._headers, match=self._match, on_gap=self._on_gap,
+        )
+        sock = self._live()
+        for prefix in self._filter.prefixes:
+            sock.send(b"\x01" + prefix)
+        # last, so that a publisher that sees it knows the subscriptions above are in force
+        sock.send(b"\x01" + wire.marker_subscription(self.token))
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return self._filter.patterns
+
+    def subscribe(self, *patterns: str) -> None:
+        """Add topic patterns."""
+        self._resubscribe((*self._filter.patterns, *patterns))
+
+    def unsubscribe(self, *patterns: str) -> None:
+        """Remove topic patterns."""
+        self._resubscribe(tuple(p for p in self._filter.patterns if p not in patterns))
+
+    def _resubscribe(self, patterns: tuple[str, ...]) -> None:
+        new = TopicFilter(patterns)
+        sock = self._live()
+        old = set(self._filter.prefixes)
+        for prefix in new.prefixes:
+            if prefix not in old:
+                sock.send(b"\x01" + prefix)
+        for prefix in old - set(new.prefixes):
+            sock.send(b"\x00" + prefix)
+        self._filter = new
+        self._rcore.set_topics(new)
+
+    @property
+    def publishers(self) -> int:
+        """Publishers that have welcomed this subscriber (connections made)."""
+        self._pump()
+        return len(self._rcore.publishers)
+
+
+class PullerBase(ReceiverBase):
+    """Takes its share of the messages of the pushers it is connected to."""
+
+    _kind = Kind.PULLER
+
+    def __init__(
+        self,
+        *,
+        bind: Endpoints = None,
+        connect: Endpoints = None,
+        node: Node | None = None,
+        options: SocketOptions | None = None,
+    ) -> None:
+        super().__init__(node=node, options=options or SocketOptions(), bind=bind,
+                         connect=connect, monitor=True)
+
+    def _setup(self) -> None:
+        # Load balancing gives each puller a share of the sequence: its gaps are not losses.
+        self._rcore = ReceiveCore(
+            token=token_for(self.node.id, self.stream), options=self.options, topics=None,
+            track_gaps=False,
+        )
+
+    @property
+    def peers(self) -> int:
+        """Pushers connected now."""
+        return self._count_peers()
+
+    def stats(self) -> SocketStats:
+        return self._rcore.stats(peers=self._count_peers())
+
+
+Handler = Callable[[Message], object]

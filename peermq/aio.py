@@ -1,0 +1,239 @@
+"""The asyncio API: the same four sockets, names and behaviour as the blocking API.
+
+Waiting is done on ZeroMQ's file descriptor with the running loop; whatever is ready is drained
+without yielding to the loop, which is what makes this faster than ``zmq.asyncio``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import TypeVar
+
+import zmq
+
+from . import _zmq
+from ._base import SocketBase
+from ._kinds import (
+    PublisherBase,
+    PullerBase,
+    PusherBase,
+    ReceiverBase,
+    SenderBase,
+    SubscriberBase,
+    deadline,
+)
+from .errors import ClosedError
+from .message import Message
+
+__all__ = ["Publisher", "Puller", "Pusher", "Subscriber"]
+
+_S = TypeVar("_S", bound="_Closing")
+Handler = Callable[[Message], "object | Awaitable[object]"]
+
+
+async def _ready(sock: zmq.Socket[bytes], events: int, end: float | None) -> bool:
+    """Wait until ``sock`` has ``events`` or ``end`` passes; False on time-out.
+
+    ZeroMQ's descriptor is edge-triggered: check ``EVENTS`` after every wake-up, and once
+    after registering, so that no wake-up is lost between the check and the wait.
+    """
+    loop = asyncio.get_running_loop()
+    fd = int(sock.getsockopt(zmq.FD))
+    waiter: asyncio.Future[None] | None = None
+
+    def wake() -> None:
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        while True:
+            try:
+                if int(sock.getsockopt(zmq.EVENTS)) & events:
+                    return True
+            except zmq.ZMQError as exc:
+                raise _zmq.translate(exc, "wait") from exc
+            left = _zmq.deadline_left(end)
+            if left == 0.0:
+                return False
+            waiter = loop.create_future()
+            timer = loop.call_later(left, wake) if left is not None else None
+            try:
+                await waiter
+            finally:
+                if timer is not None:
+                    timer.cancel()
+    finally:
+        loop.remove_reader(fd)
+
+
+class _Closing(SocketBase):
+    async def __aenter__(self: _S) -> _S:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> int:
+        """Close (idempotent); returns how many received messages were discarded unread."""
+        return self.close()
+
+    async def _wait_until(
+        self, ready: Callable[[], int], n: int, sock: zmq.Socket[bytes], timeout: float, what: str
+    ) -> int:
+        end = deadline(timeout)
+        while True:
+            count = ready()
+            if count >= n:
+                return count
+            if not await _ready(sock, zmq.POLLIN, end) and ready() < n:
+                raise TimeoutError(f"{ready()} of {n} {what} after {timeout}s")
+
+
+class _Sending(SenderBase, _Closing):
+    async def _send_frame(self, frame: bytes, topic: str, count: int, unsent: int) -> bool:
+        sent = self._try_send(frame, topic, count, unsent, zmq.NOBLOCK)
+        if sent is not None:
+            return sent
+        end = deadline(self.options.send_timeout)
+        while await _ready(self._live(), zmq.POLLOUT, end):
+            sent = self._try_send(frame, topic, count, unsent, zmq.NOBLOCK)
+            if sent is not None:
+                return sent
+        raise self._timed_out(topic, unsent)
+
+    async def send(
+        self, topic: str, data: object, headers: Mapping[str, str] | None = None
+    ) -> bool:
+        """Send one message; as the blocking ``send``, but waits for room without blocking."""
+        return await self._send_frame(self._encode(topic, data, headers), topic, 1, 1)
+
+    async def send_many(
+        self, messages: Iterable[tuple[str, object]], headers: Mapping[str, str] | None = None
+    ) -> int:
+        """Send ``(topic, data)`` pairs, many to a frame; returns how many were not dropped."""
+        sent = 0
+        for topic, frames in self._batches(messages, headers):
+            left = sum(n for _, n in frames)
+            for frame, n in frames:
+                if await self._send_frame(frame, topic, n, left):
+                    sent += n
+                left -= n
+        return sent
+
+
+class Publisher(PublisherBase, _Sending):
+    """Fan-out publisher (asyncio)."""
+
+    async def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> int:
+        """Wait until ``n`` subscribers are connected and subscribed; TimeoutError if not."""
+        return await self._wait_until(lambda: self.subscribers, n, self._live(), timeout,
+                                      "subscribers")
+
+
+class Pusher(PusherBase, _Sending):
+    """Pipeline sender (asyncio)."""
+
+    async def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
+        """Wait until ``n`` pullers are connected; TimeoutError if not."""
+        assert self._monitor is not None
+        return await self._wait_until(self._count_peers, n, self._monitor, timeout, "pullers")
+
+
+class _Receiving(ReceiverBase, _Closing):
+    async def recv(self, timeout: float | None = None) -> Message:
+        """The next message; waits up to ``timeout`` seconds (None: for ever), then TimeoutError."""
+        core = self._rcore
+        if core.pending:
+            return core.pending.popleft()
+        accept = core.accept
+        end: float | None = None
+        started = False
+        while True:
+            sock = self._sock
+            if sock is None:
+                raise ClosedError(f"{type(self).__name__} is closed")
+            try:
+                frame = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                if not started:
+                    started, end = True, deadline(timeout)
+                if not await _ready(sock, zmq.POLLIN, end):
+                    raise TimeoutError(f"no message within {timeout}s") from None
+                continue
+            except zmq.ZMQError as exc:
+                raise _zmq.translate(exc, "recv") from exc
+            msg = accept(frame)
+            if core.outbox:
+                self._flush_outbox()
+            if msg is not None:
+                return msg
+
+    async def recv_many(self, max_count: int = 1024, timeout: float | None = None) -> list[Message]:
+        """Everything ready now, up to ``max_count``; waits like ``recv`` only if nothing is."""
+        return self._ready(max_count, [await self.recv(timeout)])
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[Message]:
+        self._stopping = False
+        while self._sock is not None and not self._stopping:
+            try:
+                yield await self.recv(timeout=0.2)
+            except TimeoutError:
+                continue
+            except ClosedError:
+                return
+
+    async def consume(
+        self, handler: Handler, *, count: int | None = None, timeout: float | None = None
+    ) -> int:
+        """Call ``handler`` (plain or async) for each message; returns how many.
+
+        Runs until ``stop()``, ``count`` messages or ``timeout`` seconds; a handler's exception
+        stops the loop and propagates.
+        """
+        end = deadline(timeout)
+        handled = 0
+        self._stopping = False
+        is_async = inspect.iscoroutinefunction(handler)
+        while not self._stopping and (count is None or handled < count):
+            left = _zmq.deadline_left(end)
+            if left == 0.0:
+                break
+            try:
+                msg = await self.recv(timeout=0.2 if left is None else min(left, 0.2))
+            except TimeoutError:
+                continue
+            result = handler(msg)
+            if is_async or inspect.isawaitable(result):
+                await result  # type: ignore[misc]
+            handled += 1
+        return handled
+
+
+class Subscriber(SubscriberBase, _Receiving):
+    """Topic subscriber (asyncio)."""
+
+    async def wait_for_publishers(self, n: int = 1, timeout: float = 5.0) -> int:
+        """Wait until connected to ``n`` publishers; TimeoutError if not."""
+        return await self._wait_until(lambda: self.publishers, n, self._live(), timeout,
+                                      "publishers")
+
+
+class Puller(PullerBase, _Receiving):
+    """Pipeline receiver (asyncio)."""
+
+    async def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
+        """Wait until ``n`` pushers are connected; TimeoutError if not."""
+        assert self._monitor is not None
+        return await self._wait_until(self._count_peers, n, self._monitor, timeout, "pushers")
