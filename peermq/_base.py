@@ -10,7 +10,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from . import _zmq
 from ._zmq import Kind
-from .config import SocketOptions
+from .config import OnFull, SocketOptions
 from .errors import ClosedError, ConfigError
 from .node import Node
 
@@ -65,7 +65,8 @@ class SocketBase:
         self._sock: zmq.Socket[bytes] | None = None
         sock = self.node.context.socket(self._kind.value)
         try:
-            _zmq.configure(sock, self._kind, options, welcome or self._welcome())
+            _zmq.configure(sock, self._kind, options, welcome or self._welcome(),
+                           self._on_full())
             self._sock = sock
             self._monitor: zmq.Socket[bytes] | None = None
             self._peers = 0
@@ -86,6 +87,9 @@ class SocketBase:
     # -- hooks for subclasses
     def _welcome(self) -> bytes:
         return b""
+
+    def _on_full(self) -> OnFull:
+        return self.options.on_full or OnFull.DROP
 
     def _setup(self) -> None:
         """Socket-kind specific setup before any bind or connect."""

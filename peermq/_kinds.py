@@ -32,7 +32,6 @@ __all__ = [
 ]
 
 _SERVICE_EVERY = 1024
-PUSH_DEFAULTS = SocketOptions(on_full=OnFull.BLOCK)
 
 
 def deadline(timeout: float | None) -> float | None:
@@ -48,10 +47,19 @@ class SenderBase(SocketBase):
     """Encoding and non-blocking sends; the shell decides how to wait for room."""
 
     _core: SendCore
+    _default_on_full = OnFull.DROP
+
+    @property
+    def on_full(self) -> OnFull:
+        """The policy in force: the options' choice, or this kind's default."""
+        return self.options.on_full or self._default_on_full
+
+    def _on_full(self) -> OnFull:
+        return self.on_full
 
     def _setup(self) -> None:
         self._core = SendCore(self.node.id, self.stream, self.options)
-        self._block = self.options.on_full is OnFull.BLOCK
+        self._block = self.on_full is OnFull.BLOCK
         self._flags = 0 if self._block else zmq.NOBLOCK
         self._since_service = 0
 
@@ -165,6 +173,7 @@ class PusherBase(SenderBase):
     """Pipeline: each message goes to one puller, round-robin; waits when all are full."""
 
     _kind = Kind.PUSHER
+    _default_on_full = OnFull.BLOCK
 
     def __init__(
         self,
@@ -174,7 +183,7 @@ class PusherBase(SenderBase):
         node: Node | None = None,
         options: SocketOptions | None = None,
     ) -> None:
-        super().__init__(node=node, options=options or PUSH_DEFAULTS, bind=bind,
+        super().__init__(node=node, options=options or SocketOptions(), bind=bind,
                          connect=connect, monitor=True)
 
     @property

@@ -52,7 +52,9 @@ def new_context() -> zmq.Context[zmq.Socket[bytes]]:
     return ctx
 
 
-def configure(sock: zmq.Socket[bytes], kind: Kind, opts: SocketOptions, welcome: bytes) -> None:
+def configure(
+    sock: zmq.Socket[bytes], kind: Kind, opts: SocketOptions, welcome: bytes, on_full: OnFull
+) -> None:
     """Apply peermq's safe defaults (finite linger, size limit, backoff, bounded queues)."""
     sock.setsockopt(zmq.LINGER, _ms(opts.linger))
     sock.setsockopt(zmq.SNDHWM, opts.send_hwm)
@@ -66,7 +68,7 @@ def configure(sock: zmq.Socket[bytes], kind: Kind, opts: SocketOptions, welcome:
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, _ms(timeout))
         sock.setsockopt(zmq.HEARTBEAT_TTL, _ms(timeout))
     if kind is Kind.PUBLISHER:
-        if opts.on_full is OnFull.BLOCK:
+        if on_full is OnFull.BLOCK:
             sock.setsockopt(zmq.XPUB_NODROP, 1)
         sock.setsockopt(zmq.XPUB_WELCOME_MSG, welcome)
     if kind is Kind.PUSHER:

@@ -61,8 +61,8 @@ class SocketOptions:
     """Peer is dropped when silent this long (0.0: three heartbeat intervals)."""
     send_timeout: float = 5.0
     """With ``OnFull.BLOCK``: how long ``send`` waits for room before raising."""
-    on_full: OnFull = OnFull.DROP
-    """Publisher default: DROP (counted). Pushers always default to BLOCK."""
+    on_full: OnFull | None = None
+    """None: the socket kind's default, DROP for publishers (counted), BLOCK for pushers."""
     batch_max_bytes: int = 256 * 1024
     """``send_many`` closes a batch frame when it reaches this many bytes."""
     batch_max_count: int = 4096
@@ -83,7 +83,7 @@ class SocketOptions:
         _check_seconds("heartbeat_interval", self.heartbeat_interval)
         _check_seconds("heartbeat_timeout", self.heartbeat_timeout)
         _check_seconds("send_timeout", self.send_timeout)
-        if not isinstance(self.on_full, OnFull):
+        if self.on_full is not None and not isinstance(self.on_full, OnFull):
             raise ConfigError(f"on_full must be an OnFull, got {self.on_full!r}")
         _check_count("batch_max_bytes", self.batch_max_bytes, minimum=64)
         if self.batch_max_bytes > self.max_message_size:

@@ -64,6 +64,14 @@ class Node:
                 cls._default = node
             return node
 
+    @classmethod
+    def _default_close_for_tests(cls) -> None:
+        """Close the process-wide node (test suites call this between tests)."""
+        with cls._default_lock:
+            node, cls._default = cls._default, None
+        if node is not None:
+            node.close()
+
     @property
     def closed(self) -> bool:
         return self._ctx is None
