@@ -116,7 +116,7 @@ class SenderBase(SocketBase):
         hdrs = wire.check_headers(headers) if headers else None
         now = time.time()
         enc = self._core.encoder
-        max_bytes = self.options.batch_max_bytes
+        max_bytes = min(self.options.batch_max_bytes, self.options.max_message_size)
         run_topic: str | None = None
         run: list[object] = []
         for topic, data in messages:

@@ -64,7 +64,7 @@ class SocketOptions:
     on_full: OnFull | None = None
     """None: the socket kind's default, DROP for publishers (counted), BLOCK for pushers."""
     batch_max_bytes: int = 256 * 1024
-    """``send_many`` closes a batch frame when it reaches this many bytes."""
+    """``send_many`` closes a batch frame at this many bytes (or max_message_size if smaller)."""
     batch_max_count: int = 4096
     """... or this many messages."""
     max_topic_length: int = 1024
@@ -86,8 +86,6 @@ class SocketOptions:
         if self.on_full is not None and not isinstance(self.on_full, OnFull):
             raise ConfigError(f"on_full must be an OnFull, got {self.on_full!r}")
         _check_count("batch_max_bytes", self.batch_max_bytes, minimum=64)
-        if self.batch_max_bytes > self.max_message_size:
-            raise ConfigError("batch_max_bytes must be <= max_message_size")
         _check_count("batch_max_count", self.batch_max_count)
         _check_count("max_topic_length", self.max_topic_length)
         _check_count("max_tracked_streams", self.max_tracked_streams)

@@ -24,7 +24,7 @@ from peermq import ConfigError, OnFull, SocketOptions
         {"heartbeat_interval": -0.1},
         {"send_timeout": math.inf},
         {"on_full": "drop"},
-        {"batch_max_bytes": 1 << 30},
+        {"batch_max_bytes": 10},
         {"batch_max_count": 0},
         {"max_topic_length": 0},
         {"max_tracked_streams": 0},
