@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import warnings
+from collections import deque
+from collections.abc import Callable
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -63,6 +67,10 @@ class SocketBase:
         self.stream = self.node._attach(self)
         self.endpoints: list[str] = []
         self._sock: zmq.Socket[bytes] | None = None
+        self._inbox: deque[Callable[[], None]] = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         sock = self.node.context.socket(self._kind.value)
         try:
             _zmq.configure(sock, self._kind, options, welcome or self._welcome(),
@@ -139,6 +147,56 @@ class SocketBase:
         except zmq.ZMQError as exc:
             raise _zmq.translate(exc, f"disconnect {endpoint}") from exc
 
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the thread (or loop) that owns this socket, at its next wait or receive.
+
+        Thread-safe: this is how other threads (discovery, for one) change a socket that only
+        its owner may touch. Calls posted after close are dropped.
+        """
+        if self._sock is None:
+            return
+        self._inbox.append(fn)
+        # a full pipe means a wake-up is pending anyway
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"\x00")
+
+    def _run_inbox(self) -> None:
+        """Run what other threads posted; called only by the owning thread."""
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        inbox = self._inbox
+        while inbox and self._sock is not None:
+            fn = inbox.popleft()
+            try:
+                fn()
+            except Exception:
+                _log.exception("socket.posted_call_failed kind=%s", self._kind.name)
+
+    def _poll(self, sock: zmq.Socket[bytes], events: int, end: float | None) -> bool:
+        """Wait until ``sock`` has ``events`` (True) or ``end`` passes (False).
+
+        Runs calls posted with ``call_soon`` while it waits.
+        """
+        while True:
+            if self._inbox:
+                self._run_inbox()
+            try:
+                ready, woke = _zmq.poll_with(sock, events, self._wake_r, _zmq.deadline_left(end))
+            except zmq.ZMQError as exc:
+                raise _zmq.translate(exc, "wait") from exc
+            if ready:
+                return True
+            if woke:
+                self._run_inbox()
+                if self._sock is None:
+                    raise ClosedError(f"{type(self).__name__} is closed")
+                continue
+            if end is not None and _zmq.deadline_left(end) == 0.0:
+                return False
+
     def _count_peers(self) -> int:
         mon = self._monitor
         if mon is None:
@@ -174,6 +232,9 @@ class SocketBase:
                     self._monitor.close(0)
                     self._monitor = None
             sock.close()
+            self._inbox.clear()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
         if discarded:
             _log.info("socket.closed kind=%s discarded=%d", self._kind.name, discarded)
         return discarded

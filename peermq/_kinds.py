@@ -242,7 +242,7 @@ class ReceiverBase(SocketBase):
             stash(frame)
         self._flush_outbox()
 
-    def _ready(self, max_count: int, out: list[Message]) -> list[Message]:
+    def _take_ready(self, max_count: int, out: list[Message]) -> list[Message]:
         """Append to ``out`` what is ready now, up to ``max_count`` messages in all."""
         core = self._rcore
         pending = core.pending

@@ -95,6 +95,21 @@ def poll(sock: zmq.Socket[bytes], events: int, timeout: float | None) -> bool:
     return bool(sock.poll(max(0, _ms(timeout)), events))
 
 
+def poll_with(
+    sock: zmq.Socket[bytes], events: int, fd: int, timeout: float | None
+) -> tuple[bool, bool]:
+    """Wait for ``events`` on ``sock`` or input on ``fd``; returns (sock ready, fd ready).
+
+    ``timeout`` None waits at most one second per call (callers loop).
+    """
+    poller = zmq.Poller()
+    poller.register(sock, events)
+    poller.register(fd, zmq.POLLIN)
+    ms = 1000 if timeout is None else max(0, _ms(timeout))
+    ready = dict(poller.poll(ms))
+    return bool(ready.get(sock, 0) & events), fd in ready
+
+
 def deadline_left(deadline: float | None) -> float | None:
     if deadline is None:
         return None

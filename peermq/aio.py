@@ -34,42 +34,6 @@ _S = TypeVar("_S", bound="_Closing")
 Handler = Callable[[Message], "object | Awaitable[object]"]
 
 
-async def _ready(sock: zmq.Socket[bytes], events: int, end: float | None) -> bool:
-    """Wait until ``sock`` has ``events`` or ``end`` passes; False on time-out.
-
-    ZeroMQ's descriptor is edge-triggered: check ``EVENTS`` after every wake-up, and once
-    after registering, so that no wake-up is lost between the check and the wait.
-    """
-    loop = asyncio.get_running_loop()
-    fd = int(sock.getsockopt(zmq.FD))
-    waiter: asyncio.Future[None] | None = None
-
-    def wake() -> None:
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    loop.add_reader(fd, wake)
-    try:
-        while True:
-            try:
-                if int(sock.getsockopt(zmq.EVENTS)) & events:
-                    return True
-            except zmq.ZMQError as exc:
-                raise _zmq.translate(exc, "wait") from exc
-            left = _zmq.deadline_left(end)
-            if left == 0.0:
-                return False
-            waiter = loop.create_future()
-            timer = loop.call_later(left, wake) if left is not None else None
-            try:
-                await waiter
-            finally:
-                if timer is not None:
-                    timer.cancel()
-    finally:
-        loop.remove_reader(fd)
-
-
 class _Closing(SocketBase):
     async def __aenter__(self: _S) -> _S:
         return self
@@ -86,6 +50,47 @@ class _Closing(SocketBase):
         """Close (idempotent); returns how many received messages were discarded unread."""
         return self.close()
 
+    async def _ready(self, sock: zmq.Socket[bytes], events: int, end: float | None) -> bool:
+        """Wait until ``sock`` has ``events`` or ``end`` passes; False on time-out.
+
+        ZeroMQ's descriptor is edge-triggered: check ``EVENTS`` after every wake-up, and once
+        after registering, so that no wake-up is lost between the check and the wait. Calls
+        posted with ``call_soon`` run here too.
+        """
+        loop = asyncio.get_running_loop()
+        fd = int(sock.getsockopt(zmq.FD))
+        waiter: asyncio.Future[None] | None = None
+
+        def wake() -> None:
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+        loop.add_reader(fd, wake)
+        loop.add_reader(self._wake_r, wake)
+        try:
+            while True:
+                if self._inbox:
+                    self._run_inbox()
+                    self._live()
+                try:
+                    if int(sock.getsockopt(zmq.EVENTS)) & events:
+                        return True
+                except zmq.ZMQError as exc:
+                    raise _zmq.translate(exc, "wait") from exc
+                left = _zmq.deadline_left(end)
+                if left == 0.0:
+                    return False
+                waiter = loop.create_future()
+                timer = loop.call_later(left, wake) if left is not None else None
+                try:
+                    await waiter
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+        finally:
+            loop.remove_reader(fd)
+            loop.remove_reader(self._wake_r)
+
     async def _wait_until(
         self, ready: Callable[[], int], n: int, sock: zmq.Socket[bytes], timeout: float, what: str
     ) -> int:
@@ -94,7 +99,7 @@ class _Closing(SocketBase):
             count = ready()
             if count >= n:
                 return count
-            if not await _ready(sock, zmq.POLLIN, end) and ready() < n:
+            if not await self._ready(sock, zmq.POLLIN, end) and ready() < n:
                 raise TimeoutError(f"{ready()} of {n} {what} after {timeout}s")
 
 
@@ -104,7 +109,7 @@ class _Sending(SenderBase, _Closing):
         if sent is not None:
             return sent
         end = deadline(self.options.send_timeout)
-        while await _ready(self._live(), zmq.POLLOUT, end):
+        while await self._ready(self._live(), zmq.POLLOUT, end):
             sent = self._try_send(frame, topic, count, unsent, zmq.NOBLOCK)
             if sent is not None:
                 return sent
@@ -152,6 +157,8 @@ class _Receiving(ReceiverBase, _Closing):
     async def recv(self, timeout: float | None = None) -> Message:
         """The next message; waits up to ``timeout`` seconds (None: for ever), then TimeoutError."""
         core = self._rcore
+        if self._inbox:
+            self._run_inbox()
         if core.pending:
             return core.pending.popleft()
         accept = core.accept
@@ -166,7 +173,7 @@ class _Receiving(ReceiverBase, _Closing):
             except zmq.Again:
                 if not started:
                     started, end = True, deadline(timeout)
-                if not await _ready(sock, zmq.POLLIN, end):
+                if not await self._ready(sock, zmq.POLLIN, end):
                     raise TimeoutError(f"no message within {timeout}s") from None
                 continue
             except zmq.ZMQError as exc:
@@ -179,7 +186,7 @@ class _Receiving(ReceiverBase, _Closing):
 
     async def recv_many(self, max_count: int = 1024, timeout: float | None = None) -> list[Message]:
         """Everything ready now, up to ``max_count``; waits like ``recv`` only if nothing is."""
-        return self._ready(max_count, [await self.recv(timeout)])
+        return self._take_ready(max_count, [await self.recv(timeout)])
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._messages()

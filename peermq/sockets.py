@@ -51,11 +51,7 @@ class _Closing(SocketBase):
             count = ready()
             if count >= n:
                 return count
-            try:
-                woke = _zmq.poll(sock, zmq.POLLIN, _zmq.deadline_left(end))
-            except zmq.ZMQError as exc:
-                raise _zmq.translate(exc, f"wait for {what}") from exc
-            if not woke and ready() < n:
+            if not self._poll(sock, zmq.POLLIN, end) and ready() < n:
                 raise TimeoutError(f"{ready()} of {n} {what} after {timeout}s")
 
 
@@ -114,6 +110,8 @@ class _Receiving(ReceiverBase, _Closing):
     def recv(self, timeout: float | None = None) -> Message:
         """The next message; waits up to ``timeout`` seconds (None: for ever), then TimeoutError."""
         core = self._rcore
+        if self._inbox:
+            self._run_inbox()
         if core.pending:
             return core.pending.popleft()
         sock = self._sock
@@ -128,11 +126,7 @@ class _Receiving(ReceiverBase, _Closing):
             except zmq.Again:
                 if not started:
                     started, end = True, deadline(timeout)
-                try:
-                    woke = _zmq.poll(sock, zmq.POLLIN, _zmq.deadline_left(end))
-                except zmq.ZMQError as exc:
-                    raise _zmq.translate(exc, "recv") from exc
-                if not woke:
+                if not self._poll(sock, zmq.POLLIN, end):
                     raise TimeoutError(f"no message within {timeout}s") from None
                 continue
             except zmq.ZMQError as exc:
@@ -145,7 +139,7 @@ class _Receiving(ReceiverBase, _Closing):
 
     def recv_many(self, max_count: int = 1024, timeout: float | None = None) -> list[Message]:
         """Everything ready now, up to ``max_count``; waits like ``recv`` only if nothing is."""
-        return self._ready(max_count, [self.recv(timeout)])
+        return self._take_ready(max_count, [self.recv(timeout)])
 
     def __iter__(self) -> Iterator[Message]:
         """Messages until the socket is closed or ``stop()`` is called."""
