@@ -1,0 +1,1 @@
+"""peermq against raw pyzmq + msgpack, side by side: ``python -m bench.run``."""
