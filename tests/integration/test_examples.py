@@ -1,4 +1,7 @@
-"""Every examples/*.py runs as a real process, exits 0 and prints what it promises."""
+"""Every examples/*.py runs as a real process, exits 0 and prints what it promises.
+
+Also: the worked hex example in docs/protocol.md is what the real encoder writes.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from peermq import wire
 
 from ..helpers import REPO
 
@@ -153,3 +158,35 @@ def test_hello_send_and_receive(first: str, tmp_path: Path) -> None:
     assert re.search(r" \[x\] Received 'Hello World!' on 'hello' \(sender [0-9a-f]+, seq 1\)",
                      outs["hello_receive.py"])
     assert time.monotonic() - started < TIMEOUT
+
+
+def hex_after(text: str, label: str) -> bytes:
+    """The hex bytes of the code block that follows ``label`` in ``text``."""
+    block = text.split(label, 1)[1].split("```", 2)[1]
+    return bytes.fromhex(re.sub(r"\(.*?\)|[^0-9a-f ]", " ", block.replace("\n", " ")))
+
+
+def test_protocol_worked_example_is_what_the_encoder_writes() -> None:
+    doc = (Path(REPO) / "docs" / "protocol.md").read_text()
+    enc = wire.Encoder("a1b2c3d4e5f60718", 1, max_size=8 * 1024 * 1024)
+    frame = enc.encode("orders.created", {"id": 7}, {"region": "eu"}, 1700000000.25)
+    assert hex_after(doc, "is this 62-byte frame") == frame and len(frame) == 62
+    second = enc.encode("orders.created", b"\x00\x01", None, 1700000000.5)
+    assert second.endswith(hex_after(doc, "(bin 8 of 2 bytes):"))
+    [(batch, count)] = enc.encode_batch("t.x", [1, "a", None], None, 1700000001.0, 1 << 20)
+    assert hex_after(doc, "first seq 1:") == batch and count == 3
+    controls = doc.split("subscriber `0f1e2d3c4b5a6978/2`:", 1)[1].split("```")[1]
+    rows: dict[str, str] = {}
+    for line in controls.strip("\n").splitlines():
+        name, sep, rest = line.partition(":")
+        if sep and not line.startswith(" "):
+            rows[name], last = rest, name
+        else:
+            rows[last] += line
+    got = {name: bytes.fromhex(re.sub(r"\(.*?\)", "", text)) for name, text in rows.items()}
+    token = "0f1e2d3c4b5a6978/2"
+    assert got == {
+        "welcome": wire.encode_welcome("a1b2c3d4e5f60718", 1, "host-42"),
+        "gap report": wire.encode_gap(token, "a1b2c3d4e5f60718", 1, 801),
+        "marker": b"\x01" + wire.marker_subscription(token),
+    }
