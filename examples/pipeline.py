@@ -17,6 +17,7 @@ def worker(name: str, tasks_ep: str, results_ep: str) -> None:
         for msg in tasks:  # iterate until "stop"
             if msg.topic == "stop":
                 break
+            assert isinstance(msg.data, int)  # data is decoded msgpack: check its type
             results.send("result", msg.data * msg.data, headers={"worker": name})
 
 
@@ -26,8 +27,10 @@ def main() -> None:
         peermq.Pusher(bind="tcp://127.0.0.1:*") as vent,
         peermq.Puller(bind="tcp://127.0.0.1:*") as sink,
     ):
+        eps = (vent.endpoints[0], sink.endpoints[0])
+        # daemon: should this process fail, its workers end with it
         procs = [
-            ctx.Process(target=worker, args=(f"worker-{i}", vent.endpoints[0], sink.endpoints[0]))
+            ctx.Process(target=worker, args=(f"worker-{i}", *eps), daemon=True)
             for i in range(1, WORKERS + 1)
         ]
         for p in procs:
@@ -42,6 +45,7 @@ def main() -> None:
         for _ in range(TASKS):
             msg = sink.recv(timeout=10.0)
             per_worker[msg.headers["worker"]] += 1
+            assert isinstance(msg.data, int)
             total += msg.data
         # All tasks are done, so every queue is empty: round-robin gives each worker one "stop".
         for _ in procs:
