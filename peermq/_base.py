@@ -233,8 +233,7 @@ class SocketBase:
                     self._monitor = None
             sock.close()
             self._inbox.clear()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            self._close_pipe()
         if discarded:
             _log.info("socket.closed kind=%s discarded=%d", self._kind.name, discarded)
         return discarded
@@ -245,8 +244,20 @@ class SocketBase:
                 f"unclosed {type(self).__name__}; use it as a context manager or call close()",
                 ResourceWarning,
                 stacklevel=2,
-                source=self,
             )
+            # nobody can use it any more: drop what is queued rather than linger at exit
+            for sock in (getattr(self, "_monitor", None), self._sock):
+                if sock is not None:
+                    sock.close(linger=0)
+            self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        for name in ("_wake_r", "_wake_w"):
+            fd = getattr(self, name, -1)
+            setattr(self, name, -1)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ",".join(self.endpoints) or "open"

@@ -203,7 +203,9 @@ class ReceiverBase(SocketBase):
     _stopping = False
 
     def _discard_unread(self) -> int:
-        core, sock = self._rcore, self._sock
+        core, sock = getattr(self, "_rcore", None), self._sock
+        if core is None:  # closing a socket whose construction failed
+            return 0
         count = len(core.pending)
         core.pending.clear()
         if sock is not None:

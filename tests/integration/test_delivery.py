@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import time
 
 import pytest
@@ -156,11 +158,14 @@ def test_use_after_close(kind: type[peermq.Publisher]) -> None:
     sock.close()
 
 
-def test_unclosed_socket_warns() -> None:
-    sock = peermq.Publisher()
+def test_unclosed_socket_warns_and_leaks_no_descriptor() -> None:
+    peermq.Publisher().close()  # the node's context and its threads exist from here on
+    before = len(os.listdir("/proc/self/fd"))
     with pytest.warns(ResourceWarning, match="unclosed Publisher"):
-        sock.__del__()
-    sock.close()
+        sock = peermq.Publisher()
+        del sock
+        gc.collect()
+    assert len(os.listdir("/proc/self/fd")) <= before
 
 
 def test_bind_conflict_is_a_peer_error() -> None:
