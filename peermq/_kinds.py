@@ -48,6 +48,8 @@ class SenderBase(SocketBase):
 
     _core: SendCore
     _default_on_full = OnFull.DROP
+    _tap: Callable[[bytes], None] | None = None
+    """Set by the node's mirror while a tap is attached: takes a copy of each frame sent."""
 
     @property
     def on_full(self) -> OnFull:
@@ -94,6 +96,8 @@ class SenderBase(SocketBase):
             self._core.encoder.rewind(topic, unsent)
             raise _zmq.translate(exc, "send") from exc
         self._core.sent += count
+        if self._tap is not None:
+            self._tap(frame)
         self._since_service += count
         if self._since_service >= _SERVICE_EVERY:
             self._since_service = 0

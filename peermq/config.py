@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from .errors import ConfigError
 
-__all__ = ["HeaderMatch", "OnFull", "SocketOptions"]
+__all__ = ["HeaderMatch", "MirrorOptions", "OnFull", "SocketOptions"]
 
 
 class OnFull(enum.Enum):
@@ -89,3 +89,39 @@ class SocketOptions:
         _check_count("batch_max_count", self.batch_max_count)
         _check_count("max_topic_length", self.max_topic_length)
         _check_count("max_tracked_streams", self.max_tracked_streams)
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorOptions:
+    """A node's tap mirror: where it listens, and what it may hold. See docs/tap.md.
+
+    The mirror starts with the node's first sending socket and copies what that node sends
+    only while a ``peermq tap`` is attached.
+    """
+
+    bind: tuple[str, ...] = ("tcp://127.0.0.1:*",)
+    """Endpoints the mirror listens on; loopback by default, so only this host can tap."""
+    queue: int = 10_000
+    """Frames a sending socket may hand to the mirror thread before copies are dropped (counted)."""
+    send_hwm: int = 100_000
+    """Frames queued towards the taps before the mirror stops sending and waits."""
+    status_interval: float = 1.0
+    """Seconds between the status frames (counters, drops) sent while a tap is attached."""
+    drain_interval: float = 0.005
+    """Seconds between two passes of the mirror thread while a tap is attached."""
+    linger: float = 0.2
+    """How long closing may spend delivering the last copies and the goodbye to taps."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bind, str) or not isinstance(self.bind, tuple) or not self.bind:
+            raise ConfigError(f"bind must be a non-empty tuple of endpoints, got {self.bind!r}")
+        for ep in self.bind:
+            if not isinstance(ep, str) or not ep.startswith(("tcp://", "ipc://", "inproc://")):
+                raise ConfigError(
+                    f"mirror endpoint must start with tcp://, ipc:// or inproc://, got {ep!r}"
+                )
+        _check_count("queue", self.queue)
+        _check_count("send_hwm", self.send_hwm)
+        _check_seconds("status_interval", self.status_interval, allow_zero=False)
+        _check_seconds("drain_interval", self.drain_interval, allow_zero=False)
+        _check_seconds("linger", self.linger)

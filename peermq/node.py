@@ -11,12 +11,15 @@ import secrets
 import socket
 import threading
 import weakref
+from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol
 
 import zmq
 
+from ._mirror import Mirror
 from ._zmq import new_context
+from .config import MirrorOptions
 from .errors import ClosedError, ConfigError
 
 __all__ = ["Node"]
@@ -39,7 +42,13 @@ class Node:
     _default: Node | None = None
     _default_lock = threading.Lock()
 
-    def __init__(self, *, name: str | None = None, node_id: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        node_id: str | None = None,
+        mirror: MirrorOptions | None = MirrorOptions(),  # noqa: B008 (frozen, so shared safely)
+    ) -> None:
         if node_id is not None and (not isinstance(node_id, str) or not _ID.match(node_id)):
             raise ConfigError(
                 f"node_id must be 1-64 lowercase letters, digits or '-', got {node_id!r}"
@@ -53,6 +62,10 @@ class Node:
         self._streams = itertools.count(1)
         self._lock = threading.Lock()
         self._sockets: weakref.WeakSet[_Closable] = weakref.WeakSet()
+        if mirror is not None and not isinstance(mirror, MirrorOptions):
+            raise ConfigError(f"mirror must be a MirrorOptions or None, got {mirror!r}")
+        self._mirror_options = mirror
+        self._mirror: Mirror | None = None
 
     @classmethod
     def default(cls) -> Node:
@@ -60,7 +73,8 @@ class Node:
         with cls._default_lock:
             node = cls._default
             if node is None or node.closed or node._pid != os.getpid():
-                node = cls(name=os.environ.get("PEERMQ_NODE_NAME") or None)
+                node = cls(name=os.environ.get("PEERMQ_NODE_NAME") or None,
+                           mirror=_mirror_from_env(os.environ.get("PEERMQ_MIRROR")))
                 cls._default = node
             return node
 
@@ -88,7 +102,29 @@ class Node:
             if self._ctx is None:
                 raise ClosedError(f"node {self.name} is closed")
             self._sockets.add(sock)
-            return next(self._streams)
+            stream = next(self._streams)
+            if hasattr(sock, "_tap"):  # a sending socket: a tap may watch it
+                self._adopt(sock, stream)
+            return stream
+
+    def _adopt(self, sock: _Closable, stream: int) -> None:
+        """Start the tap mirror on the first sending socket, and hand it each one."""
+        if self._mirror is None and self._mirror_options is not None:
+            try:
+                self._mirror = Mirror(self.context, node=self.id, name=self.name,
+                                      options=self._mirror_options,
+                                      alive=_alive(weakref.ref(self)))
+            except zmq.ZMQError as exc:
+                _log.warning("mirror.failed node=%s error=%s (this node cannot be tapped)",
+                             self.id, exc)
+                self._mirror_options = None
+        if self._mirror is not None:
+            self._mirror.adopt(sock, stream)
+
+    @property
+    def mirror(self) -> Mirror | None:
+        """The tap mirror (started with the first sending socket), or None. See docs/tap.md."""
+        return self._mirror
 
     def close(self) -> None:
         """Close every socket of this node, then the context (bounded by each socket's linger)."""
@@ -100,6 +136,8 @@ class Node:
         for s in socks:
             s.close()
         if self._pid == os.getpid():
+            if self._mirror is not None:
+                self._mirror.close()
             ctx.term()
         _log.debug("node.closed id=%s", self.id)
 
@@ -117,6 +155,23 @@ class Node:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<Node {self.name} id={self.id} {state}>"
+
+
+def _alive(ref: weakref.ref[Node]) -> Callable[[], bool]:
+    return lambda: ref() is not None
+
+
+def _mirror_from_env(value: str | None) -> MirrorOptions | None:
+    """``PEERMQ_MIRROR``: unset for the default, ``off`` for none, or comma-separated endpoints."""
+    if value is None or not value.strip():
+        return MirrorOptions()
+    if value.strip().lower() in ("off", "0", "no", "false"):
+        return None
+    try:
+        return MirrorOptions(bind=tuple(ep.strip() for ep in value.split(",") if ep.strip()))
+    except ConfigError as exc:
+        _log.warning("mirror.bad_env PEERMQ_MIRROR=%r error=%s (using the default)", value, exc)
+        return MirrorOptions()
 
 
 @atexit.register

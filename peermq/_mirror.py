@@ -1,0 +1,339 @@
+"""A node's tap mirror: copies of what its sockets send, only while a tap is attached.
+
+The mirror is one XPUB socket owned by one thread. Sending sockets never touch it: while a tap
+is attached, each one's ``_tap`` hook appends the frame it just sent to a bounded deque (a
+lock-free handoff: ``deque.append`` is atomic), and the mirror thread sends the copies on. With
+no tap attached the hook is None and a send pays one attribute test.
+
+A tap subscribes to topic prefixes, then to ``STATUS`` last: the mirror counts itself attached
+while that subscription stands, and answers each new one with a status frame, so a tap that
+gets a node's first status knows that its other subscriptions are in force there. Data frames
+are the wire frames as sent (see wire.py); control frames are::
+
+    STATUS + msgpack [1, state, node, name, host, pid, time, interval, [socket, ...]]
+    socket = [stream, kind, service, sent, dropped, {subscriber: lost}, peers, mirror_lost,
+              [endpoint, ...]]
+
+``state`` is HELLO (answer to a new tap), UPDATE (every ``status_interval``) or BYE (closing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import msgpack
+import zmq
+
+from .config import MirrorOptions
+from .errors import WireError
+
+__all__ = [
+    "BYE",
+    "HELLO",
+    "STATUS",
+    "UPDATE",
+    "Mirror",
+    "MirrorStatus",
+    "SocketStatus",
+    "decode_status",
+    "encode_status",
+]
+
+_log = logging.getLogger(__name__)
+
+STATUS = b"\xffT"
+"""Prefix of the mirror's control frames; a tap subscribes to it last."""
+HELLO, UPDATE, BYE = 0, 1, 2
+_VERSION = 1
+_IDLE_WAIT = 1.0
+"""Seconds the thread sleeps between checks while no tap is attached."""
+
+
+class SocketStatus(NamedTuple):
+    """One sending socket, as its node's mirror reports it."""
+
+    stream: int
+    kind: str
+    """``pub`` or ``push``."""
+    service: str
+    sent: int
+    dropped: int
+    """Messages the sender lost: at a full queue, or reported missing by subscribers."""
+    dropped_by_peer: dict[str, int]
+    peers: int
+    mirror_lost: int
+    """Copies the mirror could not take (its queue was full): the tap misses them."""
+    endpoints: tuple[str, ...]
+
+
+class MirrorStatus(NamedTuple):
+    """A node's status frame: who it is, and its sending sockets' counters."""
+
+    state: int
+    node: str
+    name: str
+    host: str
+    pid: int
+    time: float
+    interval: float
+    sockets: tuple[SocketStatus, ...]
+
+
+def encode_status(status: MirrorStatus) -> bytes:
+    body = [_VERSION, status.state, status.node, status.name, status.host, status.pid,
+            status.time, status.interval, [list(s) for s in status.sockets]]
+    packed: bytes = msgpack.packb(body, use_bin_type=True)
+    return STATUS + packed
+
+
+def _socket_status(raw: Any) -> SocketStatus:
+    if type(raw) is not list or len(raw) < 9:
+        raise WireError("malformed socket entry in a mirror status")
+    stream, kind, service, sent, dropped, by_peer, peers, lost, endpoints = raw[:9]
+    if not (
+        type(stream) is int and type(kind) is str and type(service) is str
+        and type(sent) is int and type(dropped) is int and type(by_peer) is dict
+        and type(peers) is int and type(lost) is int and type(endpoints) is list
+        and all(type(k) is str and type(v) is int for k, v in by_peer.items())
+        and all(type(e) is str for e in endpoints)
+    ):
+        raise WireError("malformed socket entry in a mirror status")
+    return SocketStatus(stream, kind, service, sent, dropped, by_peer, peers, lost,
+                        tuple(endpoints))
+
+
+def decode_status(frame: bytes) -> MirrorStatus:
+    """Read a status frame; WireError if it is not one of this version."""
+    if not frame.startswith(STATUS):
+        raise WireError("not a mirror status frame")
+    try:
+        raw = msgpack.unpackb(frame[len(STATUS):], raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises many kinds
+        raise WireError(f"undecodable mirror status: {exc}") from exc
+    if type(raw) is not list or len(raw) < 9 or raw[0] != _VERSION:
+        raise WireError("malformed mirror status")
+    _, state, node, name, host, pid, ts, interval, socks = raw[:9]
+    if not (
+        state in (HELLO, UPDATE, BYE) and type(node) is str and type(name) is str
+        and type(host) is str and type(pid) is int and type(ts) in (int, float)
+        and type(interval) in (int, float) and type(socks) is list
+    ):
+        raise WireError("malformed mirror status")
+    return MirrorStatus(state, node, name, host, pid, float(ts), float(interval),
+                        tuple(_socket_status(s) for s in socks))
+
+
+class _Port:
+    """One sending socket's way into the mirror; only that socket's thread calls ``offer``."""
+
+    __slots__ = ("__weakref__", "cap", "kind", "lost", "queue", "sock", "stream")
+
+    def __init__(self, sock: Any, stream: int, queue: deque[bytes], cap: int) -> None:
+        self.sock: weakref.ref[Any] = weakref.ref(sock)
+        self.stream = stream
+        kind = getattr(getattr(sock, "_kind", None), "name", "")
+        self.kind = {"PUBLISHER": "pub", "PUSHER": "push"}.get(kind, kind.lower())
+        self.queue = queue
+        self.cap = cap
+        self.lost = 0
+
+    def offer(self, frame: bytes) -> None:
+        """The hook a socket calls after each successful send while a tap is attached."""
+        queue = self.queue
+        if len(queue) < self.cap:
+            queue.append(frame)
+        else:
+            self.lost += 1
+
+    def status(self) -> SocketStatus | None:
+        sock = self.sock()
+        if sock is None or getattr(sock, "closed", True):
+            return None
+        core = getattr(sock, "_core", None)
+        if core is None:
+            return None
+        # ints and a dict copy: safe to read from this thread while the owner writes them
+        peers = len(core.subscribers) if self.kind == "pub" else int(getattr(sock, "_peers", 0))
+        return SocketStatus(
+            self.stream, self.kind, str(getattr(sock, "service", "") or ""), core.sent,
+            core.dropped, dict(core.dropped_by_peer), peers, self.lost,
+            tuple(sock.endpoints),
+        )
+
+
+class Mirror:
+    """The XPUB a tap connects to, and the thread that feeds it. Made by Node, lazily."""
+
+    def __init__(
+        self,
+        context: zmq.Context[zmq.Socket[bytes]],
+        *,
+        node: str,
+        name: str,
+        options: MirrorOptions,
+        alive: Callable[[], object] = lambda: True,
+    ) -> None:
+        self.node, self.name, self.options = node, name, options
+        self._alive = alive
+        self._queue: deque[bytes] = deque()
+        self._ports: tuple[_Port, ...] = ()
+        self._lock = threading.Lock()
+        self._attached = threading.Event()
+        self._closing = False
+        self._prefixes: set[bytes] = set()
+        self.endpoints: list[str] = []
+        xpub = context.socket(zmq.XPUB)
+        try:
+            xpub.setsockopt(zmq.XPUB_VERBOSE, 1)  # every tap's subscription, so each is greeted
+            xpub.setsockopt(zmq.XPUB_NODROP, 1)  # a full tap is seen here, not lost unseen
+            xpub.setsockopt(zmq.SNDHWM, options.send_hwm)
+            xpub.setsockopt(zmq.LINGER, round(options.linger * 1000))
+            for ep in options.bind:
+                xpub.bind(ep)
+                self.endpoints.append(xpub.getsockopt_string(zmq.LAST_ENDPOINT))
+        except zmq.ZMQError:
+            xpub.close(0)
+            raise
+        self._xpub = xpub
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._thread = threading.Thread(target=self._run, name=f"peermq-mirror-{node}",
+                                        daemon=True)
+        self._thread.start()
+        _log.info("mirror.bound node=%s endpoints=%s", node, ",".join(self.endpoints))
+
+    # -- any thread
+    @property
+    def attached(self) -> bool:
+        """True while at least one tap is attached."""
+        return self._attached.is_set()
+
+    def wait_attached(self, timeout: float) -> bool:
+        """Wait until a tap is attached (copies flow from then on); False after ``timeout``."""
+        return self._attached.wait(timeout)
+
+    def adopt(self, sock: Any, stream: int) -> None:
+        """Take a sending socket in: from now on it is copied whenever a tap is attached."""
+        port = _Port(sock, stream, self._queue, self.options.queue)
+        with self._lock:
+            self._ports = (*(p for p in self._ports if p.sock() is not None), port)
+            if self._attached.is_set():
+                sock._tap = port.offer
+
+    def close(self) -> None:
+        """Stop the thread: last copies and a goodbye go out within ``linger``. Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        with self._lock:
+            if self._wake_w >= 0:
+                with contextlib.suppress(OSError):
+                    os.write(self._wake_w, b"\x00")
+        if threading.current_thread() is not self._thread:
+            self._thread.join(self.options.linger + 5.0)
+            if self._thread.is_alive():
+                _log.error("mirror.close_timeout node=%s", self.node)
+
+    # -- the mirror thread
+    def _set_attached(self, attached: bool) -> None:
+        with self._lock:
+            for port in self._ports:
+                sock = port.sock()
+                if sock is not None:
+                    sock._tap = port.offer if attached else None
+            if attached:
+                self._attached.set()
+            else:
+                self._attached.clear()
+                self._queue.clear()
+        _log.debug("mirror.%s node=%s", "attached" if attached else "detached", self.node)
+
+    def _read_subscriptions(self) -> bool:
+        """Apply what taps asked for; True if a new tap came (it gets a hello)."""
+        greet = False
+        while True:
+            try:
+                msg = self._xpub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if msg[:1] == b"\x01":
+                self._prefixes.add(msg[1:])
+                greet = greet or msg[1:] == STATUS
+            elif msg[:1] == b"\x00":
+                self._prefixes.discard(msg[1:])
+        attached = STATUS in self._prefixes
+        if attached != self._attached.is_set():
+            self._set_attached(attached)
+        return greet
+
+    def _drain(self) -> None:
+        queue, send = self._queue, self._xpub.send
+        while queue:
+            try:
+                send(queue[0], zmq.NOBLOCK)
+            except zmq.Again:
+                return  # a tap is full: keep the rest; senders count what no longer fits
+            queue.popleft()
+
+    def _status(self, state: int) -> None:
+        ports = self._ports
+        socks = tuple(s for s in (p.status() for p in ports) if s is not None)
+        frame = encode_status(MirrorStatus(
+            state, self.node, self.name, socket.gethostname(), os.getpid(), time.time(),
+            self.options.status_interval, socks,
+        ))
+        with contextlib.suppress(zmq.Again):
+            self._xpub.send(frame, zmq.NOBLOCK)
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._xpub, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        interval = self.options.status_interval
+        next_status = 0.0
+        try:
+            while not self._closing and self._alive():
+                attached = self._attached.is_set()
+                wait = self.options.drain_interval if attached else _IDLE_WAIT
+                ready = dict(poller.poll(round(wait * 1000)))
+                if self._wake_r in ready:
+                    with contextlib.suppress(OSError):
+                        os.read(self._wake_r, 4096)
+                greet = self._xpub in ready and self._read_subscriptions()
+                if not self._attached.is_set():
+                    continue
+                now = time.monotonic()
+                if greet:
+                    self._status(HELLO)
+                self._drain()
+                if greet or now >= next_status:
+                    if not greet:
+                        self._status(UPDATE)
+                    next_status = now + interval
+        except zmq.ZMQError as exc:
+            _log.debug("mirror.stopped node=%s error=%s", self.node, exc)
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            if self._attached.is_set():
+                self._drain()
+                self._status(BYE)
+        self._set_attached(False)
+        self._prefixes.clear()
+        self._xpub.close()
+        with self._lock:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
+        _log.debug("mirror.closed node=%s", self.node)
