@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import traceback
 from multiprocessing.connection import Connection
 
@@ -17,8 +18,13 @@ MODULES = {
 """Imported in the child only, so a raw process never loads peermq (nor pays for it in RSS)."""
 
 
-def main(role: str, spec: Spec, ctl: Connection, side: Connection, endpoint: str = "") -> None:
+def main(
+    role: str, spec: Spec, ctl: Connection, side: Connection, endpoint: str = "",
+    cpu: int | None = None,
+) -> None:
     try:
+        if cpu is not None:  # before any ZeroMQ context: its I/O thread inherits the mask
+            os.sched_setaffinity(0, {cpu})
         fn = getattr(importlib.import_module(MODULES[spec.impl]), role)
         if role == "receiver":
             fn(spec, endpoint, ctl, side)
