@@ -209,7 +209,7 @@ def figure(runs: list[dict[str, Any]], metric: str, stat: str) -> float | None:
 
     Best is the default: on a shared machine other work only ever slows a run down.
     """
-    values = [r[metric] for r in runs if "error" not in r]
+    values: list[float] = [r[metric] for r in runs if "error" not in r]
     if not values:
         return None
     if stat == "median" or metric == "rss_kib":
@@ -237,7 +237,7 @@ def table(
         paired = [p[row.metric] / r[row.metric]
                   for r, p in zip(results[row.raw], results[row.peer], strict=True)
                   if "error" not in r and "error" not in p and r[row.metric]]
-        rss = (None, None)
+        rss: tuple[float | None, float | None] = (None, None)
         if row.metric == "rate":
             rss = (figure(results[row.raw], "rss_kib", stat),
                    figure(results[row.peer], "rss_kib", stat))
