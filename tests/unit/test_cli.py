@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,8 @@ import peermq
 from peermq import wire
 from peermq.cli import _format, cli
 from peermq.cli._ui import Ui
+from peermq.cli.demo.supervisor import Supervisor
+from peermq.cli.demo.view import View
 
 
 def run(*args: str, input: str | None = None) -> tuple[Result, str]:
@@ -360,3 +363,54 @@ def test_verbose_sends_the_library_logs_to_stderr(tmp_path: Path) -> None:
     assert "socket.bound kind=SUBSCRIBER" in result.stderr
     result, _ = run("sub", "-b", f"ipc://{tmp_path}/v.sock", "-t", "0.1")
     assert "socket.bound" not in result.stderr
+
+
+# -- the demo's bookkeeping and views, without its processes
+
+
+def settled_demo(short: int = 0) -> Supervisor:
+    """A demo whose senders sent a few messages and whose receivers got them (but ``short``)."""
+    sv = Supervisor(rate=10.0)
+    for st, sent in zip(sv.senders, (9, 4, 6), strict=True):
+        st.sent, st.phase = sent, "done"
+    sv.settle()
+    for st in sv.receivers:
+        st.received = st.expected if st.expected is not None else 2
+        st.phase = "done"
+    sv.states["eu-orders"].received -= short
+    return sv
+
+
+def test_demo_expects_what_each_filter_lets_through() -> None:
+    sv = settled_demo()
+    expected = {st.role.name: st.expected for st in sv.receivers}
+    # orders 0..8 cycle created/paid/shipped with region eu for 0-2 and 9-11: three are EU
+    # metrics 0..3 alternate cpu/mem on hosts web-1, web-1, web-2, web-2: one is web-1's CPU
+    assert expected == {"audit": 13, "eu-orders": 3, "web1-cpu": 1,
+                        "worker-1": None, "worker-2": None, "worker-3": None}
+    assert sv.summary().ok  # the three workers got 2 each: all 6 jobs
+
+
+def test_demo_summary_table_and_verdict() -> None:
+    out = io.StringIO()
+    sv = settled_demo()
+    View(Ui.from_obj(Console(file=out, width=100)), sv).finish(interrupted=False)
+    text = out.getvalue()
+    assert re.search(r"eu-orders\s+subscriber\s+3\s+3\s+0\s+0\s+done", text), text
+    assert re.search(r"worker-1\s+worker\s+2\s+shared\s+0\s+0\s+done", text), text
+    assert text.splitlines()[-1] == ("ok: 19 messages sent, 23 delivered, 0 gaps, 0 dropped, "
+                                     "0 missing")
+
+
+def test_demo_shows_loss_and_gaps_loudly() -> None:
+    out = io.StringIO()
+    sv = settled_demo(short=1)
+    sv.gap_log.append(("eu-orders", {"event": "gap", "topic": "orders.paid", "first": 2,
+                                     "lost": 1}))
+    sv.states["eu-orders"].gaps = 1
+    View(Ui.from_obj(Console(file=out, width=100)), sv).finish(interrupted=False)
+    text = out.getvalue()
+    assert "!! GAP  eu-orders lost 1 of orders.paid from #2" in text
+    assert re.search(r"eu-orders\s+subscriber\s+2\s+3\s+1\s+0\s+-1", text), text
+    assert text.splitlines()[-1].startswith("LOSS: 19 messages sent, 22 delivered, 1 gaps")
+    assert not sv.summary().ok

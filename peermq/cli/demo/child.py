@@ -29,7 +29,6 @@ JOIN_TIMEOUT = 15.0
 """How long a sender waits for its receivers to join before it gives up."""
 
 
-
 def _report(event: str, **fields: object) -> None:
     sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
     sys.stdout.flush()

@@ -100,6 +100,8 @@ class Supervisor:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._threads: list[threading.Thread] = []
         self._reports: queue.Queue[tuple[str, dict[str, object] | None]] = queue.Queue()
+        self.gap_log: list[tuple[str, dict[str, object]]] = []
+        """``(receiver, report)`` for every gap a receiver noticed (there should be none)."""
 
     # -- the roles by kind
     @property
@@ -185,9 +187,12 @@ class Supervisor:
             proc = self._procs[name]
             with contextlib.suppress(subprocess.TimeoutExpired):
                 st.exit_code = proc.wait(_TERM_GRACE)
-            if st.phase != "done" or st.exit_code:
+            code = st.exit_code
+            if st.phase != "done" or code:
                 st.phase = "failed"
-                st.error = st.error or f"{name} exited early (code {st.exit_code})"
+                how = (f"was killed by signal {-code}" if code is not None and code < 0
+                       else f"exited early (code {code})")
+                st.error = st.error or f"{name} {how}"
             return
         event = report.get("event")
         for key in ("sent", "received", "gaps", "dropped", "malformed", "peers"):
@@ -204,6 +209,8 @@ class Supervisor:
             st.phase = "running"
         elif event == "done":
             st.phase = "done"
+        elif event == "gap":
+            self.gap_log.append((name, report))
         elif event == "error":
             st.phase, st.error = "failed", f"{name}: {report.get('message')}"
 

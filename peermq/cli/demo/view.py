@@ -66,6 +66,7 @@ class View:
         self.started = time.monotonic()
         self._next = 0.0
         self._sample = 0
+        self._gaps_shown = 0
 
     def __enter__(self) -> View:
         return self
@@ -82,7 +83,8 @@ class View:
         self.phase = "running"
         self.started = time.monotonic()
         self._next = self.started + _EVERY
-        self.intro(seconds)
+        if not self.ui.quiet:
+            self.intro(seconds)
 
     def intro(self, seconds: float) -> None:
         ui, states = self.ui, self.sv.states.values()
@@ -94,10 +96,24 @@ class View:
                          style="dim"))
 
     def tick(self) -> None:
-        if self.phase != "running" or time.monotonic() < self._next:
+        self._new_gaps()
+        if self.ui.quiet or self.phase != "running" or time.monotonic() < self._next:
             return
         self._next += _EVERY
         self.progress()
+
+    def _new_gaps(self) -> None:
+        log = self.sv.gap_log
+        for name, gap in log[self._gaps_shown:]:
+            self.gap(name, gap)
+        self._gaps_shown = len(log)
+
+    def gap(self, receiver: str, gap: dict[str, object]) -> None:
+        """A receiver noticed messages that never came: say so at once, in red."""
+        self.ui.line(Text.assemble(
+            (f"{self.elapsed:6.1f}s  !! GAP", "bold red"),
+            f"  {receiver} lost {gap.get('lost')} of {gap.get('topic')} from #{gap.get('first')}",
+        ))
 
     def progress(self) -> None:
         sv, s = self.sv, self.sv.summary()
@@ -112,6 +128,7 @@ class View:
             self.ui.line(Text.assemble("         ", (f"{st.role.name} got ", "dim"), _last(st)))
 
     def finish(self, interrupted: bool) -> None:
+        self._new_gaps()
         self.phase = "done"
         self.ui.out.print(self.table("interrupted" if interrupted else "summary", final=True))
         self.ui.line(_totals(self.sv.summary()))
@@ -130,7 +147,7 @@ class View:
         table.add_column("gaps", justify="right", min_width=4)
         table.add_column("dropped", justify="right", min_width=7)
         if final:
-            table.add_column("state")
+            table.add_column("state", no_wrap=True)
         else:
             room = max(16, self.ui.out.width - 56)  # what the other columns leave over
             table.add_column("last message", no_wrap=True, overflow="ellipsis", max_width=room)
@@ -157,7 +174,7 @@ def _state(st: RoleState) -> Text:
         code = "" if st.exit_code is None else f" (exit {st.exit_code})"
         return Text(f"failed{code}", style="bold red")
     if st.expected is not None and st.received != st.expected:
-        return Text(f"{st.expected - st.received:+d}", style="bold red")
+        return Text(f"{st.received - st.expected:+d}", style="bold red")
     return Text(st.phase, style="green" if st.phase == "done" else "yellow")
 
 
@@ -177,6 +194,7 @@ class LiveView(View):
             live.stop()
 
     def tick(self) -> None:
+        self._new_gaps()
         s = self.sv.summary()
         head = (f"peermq demo - {self.phase} {self.elapsed:4.1f}s"
                 if self.phase == "running" else f"peermq demo - {self.phase}")
@@ -194,11 +212,16 @@ class JsonView(View):
     def intro(self, seconds: float) -> None:
         pass
 
+    def gap(self, receiver: str, gap: dict[str, object]) -> None:
+        self.ui.json({"type": "gap", "role": receiver, "topic": gap.get("topic"),
+                      "first": gap.get("first"), "lost": gap.get("lost")})
+
     def progress(self) -> None:
         self.ui.json({"type": "progress", "elapsed": round(self.elapsed, 3),
                       "roles": {st.role.name: _count(st) for st in self.sv.states.values()}})
 
     def finish(self, interrupted: bool) -> None:
+        self._new_gaps()
         s = self.sv.summary()
         self.ui.json({
             "type": "summary", "ok": s.ok and not interrupted, "interrupted": interrupted,
