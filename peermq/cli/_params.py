@@ -29,7 +29,7 @@ def endpoint(value: str, *, binding: bool) -> str:
         return value
     if value.startswith("inproc://"):
         raise click.BadParameter("inproc:// only joins sockets of one process; use tcp:// or ipc://")
-    if value.isdigit() or value == "*":
+    if value.isdigit() or (binding and value == "*"):
         return f"tcp://127.0.0.1:{value}"
     if _HOST_PORT.match(value):
         return f"tcp://{value}"
@@ -54,12 +54,14 @@ def endpoint_options(f: _F) -> _F:
     f = click.option(
         "-b", "--bind", "bind", multiple=True, metavar="ENDPOINT",
         callback=_endpoints_callback(True),
-        help="Listen on ENDPOINT (repeatable). 'tcp://127.0.0.1:*' picks a free port.",
+        help="Listen on ENDPOINT (repeatable); a bare PORT means 127.0.0.1:PORT, '*' any "
+             "free port.",
     )(f)
     f = click.option(
         "-c", "--connect", "connect", multiple=True, metavar="ENDPOINT",
         callback=_endpoints_callback(False),
-        help="Connect to ENDPOINT (repeatable): tcp://HOST:PORT, ipc://PATH, HOST:PORT or PORT.",
+        help="Connect to ENDPOINT (repeatable): tcp://HOST:PORT, ipc://PATH, HOST:PORT, or a "
+             "PORT on 127.0.0.1.",
     )(f)
     return f
 

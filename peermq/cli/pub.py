@@ -55,9 +55,10 @@ def _report(ui: Ui, as_json: bool, stats: SocketStats, subscribers: int) -> None
 @click.argument("data", required=False)
 @click.option("--json-data", "json_data", is_flag=True,
               help="Parse DATA (or each line) as JSON and send the value, not the string.")
-@click.option("-f", "--file", "file", type=click.File("r", lazy=False),
+@click.option("-f", "--file", "file", type=click.File("r", lazy=False), metavar="FILE",
               help="Send one message per line of FILE ('-' reads stdin as lines arrive).")
 @click.option("-n", "--count", type=click.IntRange(min=1), default=1, show_default=True,
+              metavar="N",
               help="Send DATA this many times.")
 @click.option("-i", "--interval", type=click.FloatRange(min=0.0), default=0.0,
               metavar="SECONDS", help="Pause between messages.")

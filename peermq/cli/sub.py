@@ -29,13 +29,14 @@ _SLICE = 0.2
               help="Only messages with this header (repeatable; see --all/--any).")
 @click.option("--any/--all", "match_any", default=False,
               help="With several -H: one must match (--any) or every one (--all, the default).")
-@click.option("-n", "--count", type=click.IntRange(min=1), default=None,
+@click.option("-n", "--count", type=click.IntRange(min=1), default=None, metavar="N",
               help="Exit after N messages.")
 @click.option("-t", "--timeout", type=click.FloatRange(min=0.0, min_open=True), default=None,
               metavar="SECONDS",
               help="Exit after SECONDS without a message (exit 1 if --count was not reached).")
 @click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per line: messages and gaps (see 'encoding' for payloads).")
+              help="One JSON object per line, for messages and gaps. The payload is 'data', "
+                   "read per 'encoding': json, base64 (bytes) or msgpack+base64.")
 @click.option("--full", is_flag=True, help="Never truncate payloads.")
 @click.option("--name", envvar="PEERMQ_NODE_NAME", help="Node name [env: PEERMQ_NODE_NAME].")
 @click.pass_obj

@@ -106,6 +106,7 @@ def test_python_dash_m_and_help_list_the_commands() -> None:
         (["sub", "-c", "5555", "a.>.b"], "'>' may only be the last segment"),
         (["pub", "-c", "no such place", "t.x", "d"], "cannot connect to 'no such place'"),
         (["sub", "-b", "inproc://x"], "inproc:// only joins sockets of one process"),
+        (["sub", "-c", "*"], "cannot connect to '*'"),
         (["pub", "-c", "5555", "--json-data", "t.x", "{nope"], "not valid JSON"),
         (["pub", "-c", "5555", "t.x"], "give DATA, or --file"),
         (["pub", "-c", "5555", "-f", "-", "t.x", "d"], "give DATA or --file, not both"),

@@ -50,7 +50,7 @@ def _totals(s: Summary, *, final: bool = True) -> Text:
         text.append("ok: " if ok else "LOSS: ", style="bold green" if ok else "bold red")
     text.append(f"{s.sent} messages sent, {s.delivered} delivered, {s.gaps} gaps, "
                 f"{s.dropped} dropped" + (f", {s.missing} missing" if final else ""))
-    if s.surplus:
+    if final and s.surplus:
         text.append(f", {s.surplus} unexpected")
     if s.failed:
         text.append(f"; failed: {', '.join(s.failed)}")
