@@ -6,8 +6,10 @@ sockets.py and aio.py add only the parts that wait: send under back-pressure, re
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import zmq
 
@@ -15,11 +17,14 @@ from . import _zmq, wire
 from ._base import Endpoints, SocketBase
 from ._core import GapHandler, ReceiveCore, SendCore, token_for
 from ._zmq import Kind
-from .config import HeaderMatch, OnFull, SocketOptions
+from .config import AckMode, HeaderMatch, OnFull, SocketOptions, SpoolOptions
 from .errors import ClosedError, ConfigError, SendTimeoutError
 from .message import Message, SocketStats
 from .node import Node
 from .topics import TopicFilter
+
+if TYPE_CHECKING:
+    from .spool.store import Spool
 
 __all__ = [
     "PublisherBase",
@@ -32,6 +37,11 @@ __all__ = [
 ]
 
 _SERVICE_EVERY = 1024
+
+
+def _no_spool(cls: type, *given: object) -> None:
+    if any(g is not None for g in given):
+        raise ConfigError(f"{cls.__name__} has no spool; use peermq.Pusher/Puller(spool=...)")
 
 
 def deadline(timeout: float | None) -> float | None:
@@ -186,7 +196,11 @@ class PusherBase(SenderBase):
         connect: Endpoints = None,
         node: Node | None = None,
         options: SocketOptions | None = None,
+        spool: str | os.PathLike[str] | Spool | None = None,
+        spool_options: SpoolOptions | None = None,
     ) -> None:
+        # spool=...: Pusher.__new__ makes a spooled pusher instead (peermq/_spool_send.py)
+        _no_spool(type(self), spool, spool_options)
         super().__init__(node=node, options=options or SocketOptions(), bind=bind,
                          connect=connect, monitor=True)
 
@@ -362,7 +376,12 @@ class PullerBase(ReceiverBase):
         connect: Endpoints = None,
         node: Node | None = None,
         options: SocketOptions | None = None,
+        spool: str | os.PathLike[str] | None = None,
+        spool_options: SpoolOptions | None = None,
+        ack: AckMode | None = None,
     ) -> None:
+        # spool=... or ack=...: Puller.__new__ makes a spooled puller (peermq/_spool_recv.py)
+        _no_spool(type(self), spool, spool_options, ack)
         super().__init__(node=node, options=options or SocketOptions(), bind=bind,
                          connect=connect, monitor=True)
 

@@ -8,7 +8,15 @@ from dataclasses import dataclass
 
 from .errors import ConfigError
 
-__all__ = ["HeaderMatch", "MirrorOptions", "OnFull", "SocketOptions"]
+__all__ = [
+    "AckMode",
+    "Fsync",
+    "HeaderMatch",
+    "MirrorOptions",
+    "OnFull",
+    "SocketOptions",
+    "SpoolOptions",
+]
 
 
 class OnFull(enum.Enum):
@@ -125,3 +133,104 @@ class MirrorOptions:
         _check_seconds("status_interval", self.status_interval, allow_zero=False)
         _check_seconds("drain_interval", self.drain_interval, allow_zero=False)
         _check_seconds("linger", self.linger)
+
+
+class Fsync(enum.Enum):
+    """When a spool makes what it wrote durable (survive a power loss), not just written."""
+
+    ALWAYS = "always"
+    """``fdatasync`` before ``send`` returns: durable on return, one flush per call."""
+    BATCH = "batch"
+    """Group commit: a background flush covers every write made before it started; a message is
+    reported durable (and delivered) only after its flush. Written before ``send`` returns."""
+    NEVER = "never"
+    """Never flush: written before ``send`` returns, so safe against the death of the process
+    (kill -9) but not against a power loss or a kernel crash."""
+
+
+class AckMode(enum.Enum):
+    """How a spooled puller acknowledges what it received."""
+
+    AUTO = "auto"
+    """After the handler returns (``consume``), or when the next message is asked for."""
+    EXPLICIT = "explicit"
+    """Only by ``msg.ack()`` / ``msg.nack()``; unacknowledged ones come back after ack_timeout."""
+
+
+def _check_bytes(name: str, value: int, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer of at least {minimum} bytes, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolOptions:
+    """Durable delivery: the sender's spool, redelivery, and the puller's side of acks.
+
+    A field marked *puller* matters to a puller, *sender* to a spooled pusher; the others to both.
+    """
+
+    fsync: Fsync = Fsync.BATCH
+    """Durability policy; the strings "always", "batch" and "never" are accepted too."""
+    segment_bytes: int = 64 * 1024 * 1024
+    """A segment file is sealed and a new one started past this size; retention frees whole
+    segments."""
+    max_bytes: int = 1024 * 1024 * 1024
+    """*sender*: bound on the spool's size on disk; past it ``send`` waits or raises."""
+    full_timeout: float = 5.0
+    """*sender*: how long ``send`` waits for acknowledgements to free room in a full spool (or a
+    full disk) before it raises SpoolFullError; 0.0 raises at once."""
+    ack_timeout: float = 30.0
+    """*sender*: a delivery not acknowledged this long is delivered again (JetStream ack_wait)."""
+    max_deliver: int = 10
+    """*sender*: after this many deliveries without an ack, a message goes to the dead letters."""
+    backoff: float = 0.1
+    """*sender*: first redelivery delay; doubles with each delivery, up to ``backoff_max``, then
+    is jittered down by up to a half."""
+    backoff_max: float = 30.0
+    max_age: float | None = None
+    """*sender*: an unacknowledged message older than this goes to the dead letters (None: no
+    limit)."""
+    prefetch: int = 1024
+    """*puller*: messages it may hold unacknowledged (its credit at each sender)."""
+    checkpoint_interval: float = 1.0
+    """How often acknowledgement state is written (atomically); acks newer than the last
+    checkpoint are lost by a crash, which means redelivery, never loss."""
+    dedup_window: float = 120.0
+    """*puller*: how long it remembers the messages it handled, to drop redelivered copies."""
+    dedup_max: int = 100_000
+    """*puller*: ... and how many at most."""
+    heartbeat_interval: float = 1.0
+    """ZMTP heartbeats on spool links: a silent peer is dropped after ``heartbeat_timeout``
+    and what it held is delivered again."""
+    heartbeat_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        fsync = self.fsync
+        if isinstance(fsync, str):
+            try:
+                object.__setattr__(self, "fsync", Fsync(fsync))
+            except ValueError:
+                raise ConfigError(
+                    f"fsync must be one of 'always', 'batch', 'never', got {fsync!r}"
+                ) from None
+        elif not isinstance(fsync, Fsync):
+            raise ConfigError(f"fsync must be a Fsync, got {fsync!r}")
+        _check_bytes("segment_bytes", self.segment_bytes, minimum=4096)
+        _check_bytes("max_bytes", self.max_bytes, minimum=self.segment_bytes)
+        _check_seconds("full_timeout", self.full_timeout)
+        _check_seconds("ack_timeout", self.ack_timeout, allow_zero=False)
+        _check_count("max_deliver", self.max_deliver)
+        _check_seconds("backoff", self.backoff)
+        _check_seconds("backoff_max", self.backoff_max)
+        if self.backoff_max < self.backoff:
+            raise ConfigError("backoff_max must be >= backoff")
+        if self.max_age is not None:
+            _check_seconds("max_age", self.max_age, allow_zero=False)
+        _check_count("prefetch", self.prefetch)
+        _check_seconds("checkpoint_interval", self.checkpoint_interval, allow_zero=False)
+        _check_seconds("dedup_window", self.dedup_window)
+        _check_count("dedup_max", self.dedup_max, minimum=0)
+        _check_seconds("heartbeat_interval", self.heartbeat_interval, allow_zero=False)
+        _check_seconds("heartbeat_timeout", self.heartbeat_timeout, allow_zero=False)
+        if self.heartbeat_timeout < self.heartbeat_interval:
+            raise ConfigError("heartbeat_timeout must be >= heartbeat_interval")

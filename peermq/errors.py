@@ -12,7 +12,8 @@
      |   +- SendTimeoutError(PeerError, TimeoutError)
      +- DiscoveryError
      +- SpoolError                               corrupt record, locked, read-only
-         +- SpoolFullError
+         +- SpoolFullError                       size bound or disk full
+         +- SpoolLockedError                     another process holds the directory
 
 ``recv(timeout=...)`` that expires raises the built-in ``TimeoutError``: waiting without a
 message is not a failure of a peer.
@@ -30,6 +31,7 @@ __all__ = [
     "SendTimeoutError",
     "SpoolError",
     "SpoolFullError",
+    "SpoolLockedError",
     "TopicError",
     "WireError",
 ]
@@ -81,3 +83,11 @@ class SpoolError(PeermqError):
 
 class SpoolFullError(SpoolError):
     """The spool reached its size bound."""
+
+
+class SpoolLockedError(SpoolError):
+    """Another process (or another spool object) holds the spool directory; ``pid`` names it."""
+
+    def __init__(self, message: str, *, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid

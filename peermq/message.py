@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
-__all__ = ["NO_HEADERS", "Gap", "Message", "SocketStats"]
+__all__ = ["NO_HEADERS", "Delivery", "Gap", "Message", "SocketStats"]
 
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
@@ -31,6 +31,55 @@ class Message(NamedTuple):
     def msg_id(self) -> bytes:
         """Stable id of this message: receivers deduplicate on it."""
         return f"{self.sender}/{self.stream}/{self.seq}/{self.topic}".encode()
+
+
+class _Settler(Protocol):
+    def _settle(self, msg: Delivery, ack: bool, requeue: bool) -> None: ...
+
+
+class Delivery(Message):
+    """A message from a spooled sender, to acknowledge: ``ack()`` or ``nack(requeue=)``.
+
+    A subclass of Message, so it is one (same fields, same tuple); only spooled pullers make
+    it, which keeps the plain receive path a bare tuple. The spool's bookkeeping lives in
+    instance attributes, not in the tuple. The first ``ack``/``nack`` settles it; later ones
+    do nothing. A pickled Delivery comes back as a plain Message.
+    """
+
+    spool_id: str
+    """Id of the sender's spool."""
+    spool_seq: int
+    """Position in the sender's spool: with ``spool_id``, what acks and deduplication use."""
+    deliveries: int
+    """1 for a first delivery, more when the sender delivered it again."""
+    _settler: _Settler | None
+    _crc: int
+    _link: bytes
+
+    @property
+    def redelivered(self) -> bool:
+        """True if the sender delivered it before (to this puller or another)."""
+        return self.deliveries > 1
+
+    @property
+    def settled(self) -> bool:
+        """True once acked or nacked."""
+        return self._settler is None
+
+    def ack(self) -> None:
+        """Done with it: the sender forgets it, and this puller drops copies that come again."""
+        settler = self._settler
+        if settler is not None:
+            settler._settle(self, True, False)
+
+    def nack(self, requeue: bool = True) -> None:
+        """Not done: deliver it again later (``requeue``), or send it to the dead letters."""
+        settler = self._settler
+        if settler is not None:
+            settler._settle(self, False, requeue)
+
+    def __reduce__(self) -> tuple[type[Message], tuple[object, ...]]:
+        return Message, tuple(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +113,5 @@ class SocketStats:
     """Receiver: messages discarded by the exact topic or header filter."""
     peers: int = 0
     """Subscribers (publisher), publishers (subscriber), or connected peers (push/pull)."""
+    duplicates: int = 0
+    """Spooled puller: redelivered copies of handled messages, dropped (and acked again)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import zmq
 
@@ -98,7 +98,17 @@ class Publisher(PublisherBase, _Sending):
 
 
 class Pusher(PusherBase, _Sending):
-    """Pipeline sender: each message goes to one puller. See PusherBase."""
+    """Pipeline sender: each message goes to one puller. See PusherBase.
+
+    With ``spool="dir"`` it is a spooled pusher: at-least-once delivery (docs/spool.md).
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Pusher:
+        if cls is Pusher and kwargs.get("spool") is not None:
+            from ._spooled_sync import SpooledPusher  # noqa: PLC0415 (it subclasses Pusher)
+
+            return super().__new__(SpooledPusher)
+        return super().__new__(cls)
 
     def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Block until ``n`` pullers are connected; TimeoutError if not."""
@@ -192,7 +202,18 @@ class Subscriber(SubscriberBase, _Receiving):
 
 
 class Puller(PullerBase, _Receiving):
-    """Pipeline receiver: takes its share of what connected pushers send."""
+    """Pipeline receiver: takes its share of what connected pushers send.
+
+    With ``spool="dir"`` or ``ack=AckMode...`` it receives from spooled pushers and
+    acknowledges what it handled (docs/spool.md).
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Puller:
+        if cls is Puller and (kwargs.get("spool") is not None or kwargs.get("ack") is not None):
+            from ._spooled_sync import SpooledPuller  # noqa: PLC0415 (it subclasses Puller)
+
+            return super().__new__(SpooledPuller)
+        return super().__new__(cls)
 
     def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Block until ``n`` pushers are connected; TimeoutError if not."""

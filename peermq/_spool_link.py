@@ -1,0 +1,204 @@
+"""What both ends of a spool link share: the ROUTER socket setup, peers, HELLO, liveness.
+
+A spool link is a pair of ROUTER sockets (see peermq/spool/link.py for the frames). The side
+that connects names the peer with ``CONNECT_ROUTING_ID`` (one alias per endpoint), so both
+sides can address the other; the side that binds learns each peer's routing id from its
+first message. A peer is gone when the monitor reports its connection closed (matched by file
+descriptor), when a send finds no route to it, or when ZMTP heartbeats time out.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from dataclasses import dataclass
+from typing import cast
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from ._base import SocketBase
+from ._zmq import Kind
+from .config import SpoolOptions
+from .errors import WireError
+from .spool import link
+
+__all__ = ["LINK_KIND", "LinkPeers", "Peer", "setup_router"]
+
+_log = logging.getLogger("peermq.spool")
+
+
+class _LinkKind(enum.Enum):
+    SPOOL_LINK = zmq.ROUTER
+
+
+LINK_KIND = cast(Kind, _LinkKind.SPOOL_LINK)
+"""SocketBase makes its socket from ``_kind.value``; _zmq.Kind has no ROUTER (yet), and
+_zmq.configure applies only the options common to every kind to an unknown one."""
+
+HELLO_RETRY = 0.5
+"""How often a connecting side says HELLO again to an endpoint that has not answered."""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def setup_router(sock: zmq.Socket[bytes], identity: bytes, opts: SpoolOptions) -> None:
+    """ROUTER options of a spool link: our routing id, errors for unroutable sends, heartbeats."""
+    sock.setsockopt(zmq.ROUTING_ID, identity)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    # IMMEDIATE stays off: a HELLO sent at connect() waits in the pipe for the connection, so
+    # a link comes up without the connecting side's owner calling anything
+    sock.setsockopt(zmq.HEARTBEAT_IVL, _ms(opts.heartbeat_interval))
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, _ms(opts.heartbeat_timeout))
+    sock.setsockopt(zmq.HEARTBEAT_TTL, _ms(opts.heartbeat_timeout))
+
+
+@dataclass(slots=True)
+class Peer:
+    rid: bytes
+    hello: link.Hello
+    fd: int
+
+
+class LinkPeers:
+    """The peers of one link socket and the endpoints it connects to. Owner thread only."""
+
+    def __init__(self, owner: SocketBase, hello: link.Hello, want_role: str) -> None:
+        self.owner = owner
+        self.hello = hello
+        self.want_role = want_role
+        self.peers: dict[bytes, Peer] = {}
+        self.aliases: dict[bytes, str] = {}
+        self._fds: dict[int, bytes] = {}
+        self._next_hello = 0.0
+        self.malformed = 0
+        self._warned = False
+
+    def alias_for(self, endpoint: str) -> bytes:
+        alias = b"ep:" + endpoint.encode()
+        self.aliases[alias] = endpoint
+        return alias
+
+    def forget_endpoint(self, endpoint: str) -> bytes | None:
+        for alias, ep in list(self.aliases.items()):
+            if ep == endpoint:
+                del self.aliases[alias]
+                return alias
+        return None
+
+    def bad(self, what: str, exc: Exception) -> None:
+        self.malformed += 1
+        if not self._warned:
+            self._warned = True
+            _log.warning("link.frame_dropped reason=%s error=%s (further ones at DEBUG)",
+                         what, exc)
+        else:
+            _log.debug("link.frame_dropped reason=%s error=%s", what, exc)
+
+    def on_hello(self, frames: list[zmq.Frame]) -> tuple[Peer | None, Peer | None]:
+        """A HELLO arrived: returns (new peer, replaced peer). Answers it unless a reply."""
+        rid = frames[0].bytes
+        try:
+            h = link.decode_hello(frames[2].bytes if len(frames) > 2 else b"")
+        except WireError as exc:
+            self.bad("hello", exc)
+            return None, None
+        if h.role != self.want_role:
+            if not self._warned:
+                self._warned = True
+                _log.warning(
+                    "link.wrong_peer peer=%s role=%s: a spool link joins a sender and a "
+                    "receiver", h.name, h.role,
+                )
+            return None, None
+        try:
+            fd = int(frames[0].get(zmq.SRCFD))
+        except (zmq.ZMQError, TypeError, ValueError):
+            fd = -1
+        old = self.peers.get(rid)
+        peer = Peer(rid, h, fd)
+        self.peers[rid] = peer
+        if fd >= 0:
+            self._fds[fd] = rid
+        if not h.reply:
+            self.send_hello(rid, reply=True)
+        replaced = old if old is not None and old.hello.instance != h.instance else None
+        if old is None or replaced is not None:
+            _log.info("link.up peer=%s node=%s", h.name, h.node)
+        return peer, replaced
+
+    def send_hello(self, rid: bytes, *, reply: bool) -> bool:
+        h = self.hello
+        body = link.encode_hello(link.Hello(h.role, h.node, h.name, h.spool, h.credit,
+                                            h.instance, reply))
+        return self.send(rid, [link.HELLO, body]) is not None
+
+    def send(self, rid: bytes, parts: list[bytes]) -> bool | None:
+        """True: sent. False: the peer's queue is full. None: no route (the peer is gone)."""
+        sock = self.owner._sock
+        if sock is None:
+            return None
+        try:
+            sock.send_multipart([rid, *parts], zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                return None
+            raise
+        return True
+
+    def greet(self, now: float, *, force: bool = False) -> None:
+        """Say HELLO to connected endpoints that have no peer yet (their pipe may be up)."""
+        if not force and now < self._next_hello:
+            return
+        self._next_hello = now + HELLO_RETRY
+        for alias in self.aliases:
+            if alias not in self.peers:
+                self.send_hello(alias, reply=False)
+
+    def next_greeting(self) -> float | None:
+        if any(a not in self.peers for a in self.aliases):
+            return self._next_hello
+        return None
+
+    def drain_monitor(self, mon: zmq.Socket[bytes] | None) -> list[Peer]:
+        """Read connection events; returns the peers whose connection closed."""
+        gone: list[Peer] = []
+        if mon is None:
+            return gone
+        handshake = False
+        while True:
+            try:
+                parts = mon.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            event = parse_monitor_message(parts)
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                rid = self._fds.pop(int(event["value"]), None)
+                peer = self.peers.pop(rid, None) if rid is not None else None
+                if peer is not None:
+                    _log.info("link.down peer=%s node=%s", peer.hello.name, peer.hello.node)
+                    gone.append(peer)
+            elif event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                handshake = True
+        if handshake:
+            self.greet(time.monotonic(), force=True)
+        return gone
+
+    def drop(self, rid: bytes) -> Peer | None:
+        """Forget a peer found gone by a failed send."""
+        peer = self.peers.pop(rid, None)
+        if peer is not None:
+            if self._fds.get(peer.fd) == rid:
+                del self._fds[peer.fd]
+            _log.info("link.down peer=%s node=%s (no route)", peer.hello.name, peer.hello.node)
+        return peer
+
+
+def identity(owner: SocketBase) -> bytes:
+    """A routing id unique to this socket (node ids are random per process)."""
+    return f"{owner.node.id}/{owner.stream}".encode()

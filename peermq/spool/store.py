@@ -1,0 +1,282 @@
+"""A sender's spool: the durable queue behind ``Pusher(spool=...)``.
+
+Layout of the directory::
+
+    lock            flock'ed while open; holds the owner's PID
+    meta            spool id and format version (written once, atomically)
+    checkpoint      cursor and unacknowledged seqs with their delivery counts (atomic)
+    log/*.seg       the messages, as checksummed records
+    dead/*.seg      dead letters
+    quarantine/     damaged segment files, copied aside by recovery
+
+Threads: ``append`` is called by the sending thread; everything else by the one thread that
+runs the links (or by the owner before that thread starts and after it ends).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from ..config import Fsync, SpoolOptions
+from ..errors import ConfigError, SpoolError, SpoolFullError
+from . import _records as rec
+from ._files import DirLock, os_error, read_small, write_atomic
+from .log import Log, Recovery
+from .state import Deliveries
+
+__all__ = ["Spool", "SpoolStats", "open_directory"]
+
+_log = logging.getLogger(__name__)
+FORMAT = 1
+RECORD_OVERHEAD = 1024
+"""Room for a record's header and a message's envelope beyond ``max_message_size``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolStats:
+    """A snapshot of a spool."""
+
+    path: str
+    id: str
+    messages: int
+    """Records held in segment files (acknowledged ones too, until their segment is deleted)."""
+    bytes: int
+    segments: int
+    first_seq: int
+    last_seq: int
+    durable_seq: int
+    """Every seq up to this one is durable (by the fsync policy)."""
+    cursor: int
+    """Next seq never delivered."""
+    unacked: int
+    """Delivered at least once, not acknowledged yet."""
+    in_flight: int
+    retrying: int
+    pending: int
+    """Not acknowledged yet: never delivered, or unacknowledged."""
+    acked: int
+    redelivered: int
+    dead: int
+    """Dead letters held."""
+    damaged: int
+    """Damage found by recovery when the spool was opened (see ``Spool.recovery``)."""
+
+
+def open_directory(path: str | os.PathLike[str], kind: str) -> tuple[str, DirLock, str]:
+    """Make or open a spool directory of ``kind``; lock it. Returns (path, lock, spool id)."""
+    directory = os.path.abspath(os.fspath(path))
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise os_error(exc, "create", directory) from exc
+    lock = DirLock(directory)
+    lock.acquire()
+    try:
+        meta_path = os.path.join(directory, "meta")
+        meta = read_small(meta_path)
+        if meta is None:
+            meta = {"format": FORMAT, "id": secrets.token_hex(8), "kind": kind,
+                    "created": time.time()}
+            write_atomic(meta_path, meta)
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise SpoolError(f"{meta_path}: unknown spool format {meta!r}")
+        if meta.get("kind") != kind:
+            raise SpoolError(
+                f"{directory} is a {meta.get('kind')} spool, not a {kind} spool"
+            )
+        return directory, lock, str(meta["id"])
+    except BaseException:
+        lock.release()
+        raise
+
+
+class Spool:
+    """Messages on disk until acknowledged, with delivery state, dead letters and retention."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        options: SpoolOptions | None = None,
+        *,
+        max_record: int = 8 * 1024 * 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        options = options or SpoolOptions()
+        if not isinstance(options, SpoolOptions):
+            raise ConfigError(f"options must be a SpoolOptions, got {type(options).__name__}")
+        self.options = options
+        self._clock = clock
+        self.path, self._lock, self.id = open_directory(path, "queue")
+        try:
+            self._open(max_record + RECORD_OVERHEAD)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._closed = False
+
+    def _open(self, max_record: int) -> None:
+        opts = self.options
+        self._checkpoint_path = os.path.join(self.path, "checkpoint")
+        self.checkpoint_damaged = False
+        try:
+            ck = read_small(self._checkpoint_path)
+        except SpoolError as exc:
+            # everything is then unacknowledged: delivered again, never lost
+            _log.warning("spool.checkpoint_damaged path=%s error=%s", self.path, exc)
+            ck, self.checkpoint_damaged = None, True
+        ck = ck if isinstance(ck, dict) and ck.get("id") == self.id else {}
+        cursor = int(ck.get("cursor", 1))
+        quarantine = os.path.join(self.path, "quarantine")
+        self.log = Log(os.path.join(self.path, "log"), kind=rec.Kind.MESSAGE,
+                       segment_bytes=opts.segment_bytes, max_record=max_record,
+                       fsync=opts.fsync, quarantine=quarantine)
+        self.dead = Log(os.path.join(self.path, "dead"), kind=rec.Kind.DEAD,
+                        segment_bytes=opts.segment_bytes, max_record=max_record + 256,
+                        fsync=Fsync.ALWAYS if opts.fsync is not Fsync.NEVER else Fsync.NEVER,
+                        quarantine=quarantine)
+        try:
+            self.recovery: Recovery = self.log.open(first_seq=cursor)
+            self.dead_recovery: Recovery = self.dead.open()
+        except BaseException:
+            self.log.close()
+            self.dead.close()
+            raise
+        first = self.log.first_seq()
+        unacked = [(int(s), int(n)) for s, n in ck.get("unacked", ()) if int(s) >= first]
+        self.deliveries = Deliveries(opts, cursor=max(cursor, first), unacked=unacked,
+                                     now=self._clock())
+        self._dead_count = self.dead.recovery.records
+        self._saved: Any = None
+        self._last_checkpoint = self._clock()
+        if not self.recovery.clean:
+            _log.warning("spool.recovered path=%s damage=%d", self.path,
+                         len(self.recovery.damage))
+
+    # -- the sending thread
+    def append(self, frames: Sequence[bytes]) -> int:
+        """Store ``frames``; returns the last seq. SpoolFullError past ``max_bytes``."""
+        if self.log.size >= self.options.max_bytes:
+            raise SpoolFullError(
+                f"spool {self.path} is full: {self.log.size} bytes of max_bytes="
+                f"{self.options.max_bytes}; acknowledgements free whole segments"
+            )
+        return self.log.append(frames)
+
+    @property
+    def full(self) -> bool:
+        return self.log.size >= self.options.max_bytes
+
+    # -- the link thread
+    def sync(self) -> int:
+        return self.log.sync()
+
+    @property
+    def deliverable(self) -> int:
+        """Highest seq that may be delivered: durable by the policy."""
+        return self.log.durable_seq
+
+    def read(self, seq: int, upto: int, max_bytes: int) -> tuple[bytes, list[tuple[int, int]]]:
+        return self.log.read(seq, upto, max_bytes)
+
+    def bury(self, seqs: Sequence[int], reason: str) -> int:
+        """Move ``seqs`` to the dead letters (durably), then stop tracking them."""
+        bodies: list[bytes] = []
+        now = time.time()
+        for seq in seqs:
+            data, found = self.log.read(seq, seq, 0)
+            if not found or found[0][0] != seq:
+                continue
+            body = data[rec.HEADER :]
+            count = self.deliveries.attempts.get(seq, 0)
+            bodies.append(msgpack.packb([seq, count, reason, now, body], use_bin_type=True))
+        if bodies:
+            self.dead.append(bodies)
+            self._dead_count += len(bodies)
+            _log.warning("spool.dead_letter path=%s count=%d reason=%s", self.path,
+                         len(bodies), reason)
+        self.deliveries.forget(seqs)
+        self.deliveries.dead += len(bodies)
+        return len(bodies)
+
+    def checkpoint(self, *, force: bool = False) -> bool:
+        """Write the delivery state (atomically) if it changed and it is time; then retain."""
+        now = self._clock()
+        if not force and now - self._last_checkpoint < self.options.checkpoint_interval:
+            return False
+        self._last_checkpoint = now
+        cursor, unacked = self.deliveries.snapshot()
+        state = (cursor, unacked)
+        if state != self._saved:
+            write_atomic(self._checkpoint_path, {
+                "id": self.id, "cursor": cursor, "unacked": unacked, "time": time.time(),
+            }, sync=self.options.fsync is not Fsync.NEVER)
+            self._saved = state
+        self.retain()
+        return True
+
+    def retain(self) -> int:
+        """Delete sealed segments that hold nothing unacknowledged; returns bytes freed."""
+        d = self.deliveries
+        unacked = sorted(d.attempts)
+        cursor = d.cursor
+        doomed = []
+        segments = self.log.segments()
+        for seg in segments[:-1]:
+            if seg.count and seg.last >= cursor:
+                break
+            i = bisect.bisect_left(unacked, seg.first)
+            if seg.count == 0 or i == len(unacked) or unacked[i] > seg.last:
+                doomed.append(seg)
+        active = segments[-1]
+        if (active.count and active.last < cursor and not unacked
+                and (active.size >= self.options.segment_bytes // 4 or self.full)):
+            self.log.roll()
+            return self.retain()
+        return self.log.delete(doomed) if doomed else 0
+
+    def stats(self) -> SpoolStats:
+        d = self.deliveries
+        segs = self.log.segments()
+        last = self.log.last_seq
+        first = next((s.first for s in segs if s.count), last + 1)
+        never = max(0, last - max(d.cursor, first) + 1)
+        return SpoolStats(
+            path=self.path, id=self.id, messages=sum(s.count for s in segs),
+            bytes=self.log.size, segments=len(segs), first_seq=first, last_seq=last,
+            durable_seq=self.log.durable_seq, cursor=d.cursor, unacked=len(d.attempts),
+            in_flight=d.in_flight, retrying=d.retrying, pending=never + len(d.attempts),
+            acked=d.acked, redelivered=d.redelivered, dead=self._dead_count,
+            damaged=len(self.recovery.damage) + len(self.dead_recovery.damage),
+        )
+
+    def close(self) -> None:
+        """Flush, write a last checkpoint, release the directory (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.log.failed is None:
+                self.log.sync()
+                self.checkpoint(force=True)
+        finally:
+            self.log.close()
+            self.dead.close()
+            self._lock.release()
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Spool {self.path} id={self.id}>"
