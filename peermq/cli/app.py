@@ -12,7 +12,9 @@ from .._zmq import zmq_version
 from ._ui import Ui
 from .demo.command import demo
 from .pub import pub
+from .replay import info, replay
 from .sub import sub
+from .tap import tap
 
 __all__ = ["cli", "main"]
 
@@ -64,6 +66,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 cli.add_command(pub)
 cli.add_command(sub)
 cli.add_command(demo)
+cli.add_command(tap)
+cli.add_command(replay)
+cli.add_command(info)
 
 
 def main() -> None:

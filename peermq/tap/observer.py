@@ -1,0 +1,143 @@
+"""The tap's I/O shell: one socket connected to the mirrors of the nodes it watches."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+import zmq
+
+from .. import _mirror, _zmq
+from .._base import Endpoints, SocketBase
+from .._zmq import Kind
+from ..config import SocketOptions
+from ..errors import ClosedError, ConfigError
+from ..node import Node
+from ..topics import TopicFilter
+from .core import KnownNode, TapCore
+from .events import Event
+
+__all__ = ["Tap"]
+
+_SLICE = 0.25
+"""Longest single wait: bounds how late a silent node is noticed and how late stop() acts."""
+_BURST = 4096
+"""Frames taken in one go before events are handed out."""
+
+
+def _tap_options() -> SocketOptions:
+    # a tap must keep up with many senders at once: deep queue, no drop of its own
+    return SocketOptions(recv_hwm=200_000, linger=0.0)
+
+
+class Tap(SocketBase):
+    """Watches what nodes send, through their mirrors; used by one thread, like any socket.
+
+    ``connect`` takes mirror endpoints (``node.mirror.endpoints``, or found by discovery).
+    ``topics`` are patterns the mirrors filter on before anything is copied to this tap.
+    """
+
+    _kind = Kind.SUBSCRIBER
+
+    def __init__(
+        self,
+        *,
+        connect: Endpoints = None,
+        topics: Iterable[str] = (">",),
+        node: Node | None = None,
+        options: SocketOptions | None = None,
+        silence: float = 3.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if isinstance(topics, str):
+            topics = (topics,)
+        self._filter = TopicFilter(topics)
+        if isinstance(silence, bool) or not isinstance(silence, (int, float)) or silence <= 0:
+            raise ConfigError(f"silence must be a number of status intervals > 0, got {silence!r}")
+        opts = options or _tap_options()
+        self._tcore = TapCore(max_tracked_streams=opts.max_tracked_streams, silence=silence)
+        self._clock = clock
+        self._next_expire = 0.0
+        self._stopping = False
+        super().__init__(node=node, options=opts, bind=None, connect=connect)
+
+    def _setup(self) -> None:
+        sock = self._live()
+        for prefix in self._filter.prefixes:
+            sock.send(b"\x01" + prefix)
+        # last: a mirror that answers it has every subscription above in force
+        sock.send(b"\x01" + _mirror.STATUS)
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return self._filter.patterns
+
+    @property
+    def nodes(self) -> dict[str, KnownNode]:
+        """The nodes heard from, by node id."""
+        return dict(self._tcore.nodes)
+
+    @property
+    def malformed(self) -> int:
+        """Frames that could not be decoded (dropped)."""
+        return self._tcore.malformed
+
+    def node_gone(self, node: str) -> list[Event]:
+        """Tell the tap that discovery saw ``node`` leave; returns the NodeLeft, if it was known."""
+        return self._tcore.leave(node, self._clock())
+
+    def _take(self, sock: zmq.Socket[bytes]) -> list[Event]:
+        accept, clock = self._tcore.accept, self._clock
+        events: list[Event] = []
+        for _ in range(_BURST):
+            try:
+                frame = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            except zmq.ZMQError as exc:
+                raise _zmq.translate(exc, "recv") from exc
+            events.extend(accept(frame, clock()))
+        now = clock()
+        if now >= self._next_expire:
+            self._next_expire = now + _SLICE
+            events.extend(self._tcore.expire(now))
+        return events
+
+    def poll(self, timeout: float | None = None) -> list[Event]:
+        """The events ready now, waiting up to ``timeout`` seconds for one (None: for ever).
+
+        Returns ``[]`` when the time runs out.
+        """
+        if timeout is not None and (isinstance(timeout, bool) or timeout < 0):
+            raise ConfigError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            sock = self._live()
+            events = self._take(sock)
+            if events:
+                return events
+            left = _zmq.deadline_left(end)
+            if left == 0.0:
+                return []
+            wait = _SLICE if left is None else min(left, _SLICE)
+            self._poll(sock, zmq.POLLIN, time.monotonic() + wait)
+
+    def __iter__(self) -> Iterator[Event]:
+        """Events until the tap is closed or ``stop()`` is called."""
+        self._stopping = False
+        while not self._stopping:
+            try:
+                events = self.poll(_SLICE)
+            except ClosedError:
+                return
+            yield from events
+
+    def stop(self) -> None:
+        """End iteration after the current event (from a handler, or through call_soon)."""
+        self._stopping = True
+
+    def __enter__(self) -> Tap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
