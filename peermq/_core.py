@@ -36,6 +36,8 @@ class SendCore:
             max_size=options.max_message_size,
             max_topic=options.max_topic_length,
             max_count=options.batch_max_count,
+            limits=wire.Limits(options.max_topic_length, options.max_headers,
+                               options.max_header_chars, options.max_depth),
         )
         self.sent = 0
         self.dropped = 0
@@ -117,6 +119,10 @@ class ReceiveCore:
         self.malformed = 0
         self.filtered = 0
         self._warned = False
+        self.limits = wire.Limits(options.max_topic_length, options.max_headers,
+                                  options.max_header_chars, options.max_depth)
+        self.on_malformed: Callable[[], None] | None = None
+        """Called (by the owning thread) right after each malformed frame is counted."""
 
     def stats(self, peers: int | None = None) -> SocketStats:
         return SocketStats(
@@ -135,6 +141,8 @@ class ReceiveCore:
                          what, exc)
         else:
             _log.debug("frame.dropped reason=%s error=%s", what, exc)
+        if self.on_malformed is not None:
+            self.on_malformed()
 
     def _topic(self, raw: bytes) -> str | None:
         cache = self._topic_cache
@@ -182,7 +190,7 @@ class ReceiveCore:
             self._control(frame)
             return None
         try:
-            raw, env = wire.decode_data(frame)
+            raw, env = wire.decode_data(frame, self.limits)
         except WireError as exc:
             self._bad("decode", exc)
             return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 from dataclasses import dataclass
 
 from .errors import ConfigError
@@ -14,8 +15,10 @@ __all__ = [
     "HeaderMatch",
     "MirrorOptions",
     "OnFull",
+    "SecurityOptions",
     "SocketOptions",
     "SpoolOptions",
+    "TrustPolicy",
 ]
 
 
@@ -78,6 +81,16 @@ class SocketOptions:
     max_topic_length: int = 1024
     max_tracked_streams: int = 65_536
     """Receivers keep sequence state for at most this many (sender, topic) pairs."""
+    max_headers: int = 64
+    """A received frame with more headers than this is dropped (counted as malformed)."""
+    max_header_chars: int = 16_384
+    """... or whose header keys and values hold more characters than this in all."""
+    max_depth: int = 100
+    """... or whose data nests lists and maps deeper than this (each message of a batch)."""
+    max_bad_frames: int = 10
+    """A peer connection that sends this many malformed frames is cut off (0: never)."""
+    handshake_timeout: float = 10.0
+    """A connection that has not finished the ZeroMQ handshake after this long is closed."""
 
     def __post_init__(self) -> None:
         _check_count("send_hwm", self.send_hwm)
@@ -97,6 +110,11 @@ class SocketOptions:
         _check_count("batch_max_count", self.batch_max_count)
         _check_count("max_topic_length", self.max_topic_length)
         _check_count("max_tracked_streams", self.max_tracked_streams)
+        _check_count("max_headers", self.max_headers, minimum=0)
+        _check_count("max_header_chars", self.max_header_chars, minimum=0)
+        _check_count("max_depth", self.max_depth)
+        _check_count("max_bad_frames", self.max_bad_frames, minimum=0)
+        _check_seconds("handshake_timeout", self.handshake_timeout, allow_zero=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,3 +252,64 @@ class SpoolOptions:
         _check_seconds("heartbeat_timeout", self.heartbeat_timeout, allow_zero=False)
         if self.heartbeat_timeout < self.heartbeat_interval:
             raise ConfigError("heartbeat_timeout must be >= heartbeat_interval")
+
+
+class TrustPolicy(enum.Enum):
+    """Which peers' keys a secure node accepts. docs/security.md explains each."""
+
+    STRICT = "strict"
+    """Only keys in the trust store."""
+    TOFU = "tofu"
+    """Trust on first use: an unknown key is pinned to the address it came from; a later,
+    different key from that address is refused with a loud warning."""
+    OPEN = "open"
+    """Any key (encrypted, not authenticated): for development only, warned about at start."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityOptions:
+    """CURVE encryption and authentication for every socket of a node.
+
+    ``Node(security=SecurityOptions())`` switches it on; so does ``PEERMQ_SECURITY=curve`` for
+    the default node and the CLI.
+    """
+
+    keys_dir: str | os.PathLike[str] | None = None
+    """Where the key pair and the trust store live (None: ``~/.config/peermq``)."""
+    policy: TrustPolicy = TrustPolicy.STRICT
+    """Which peers' keys are accepted; the strings "strict", "tofu" and "open" are accepted too."""
+    create_keys: bool = True
+    """Make the node's key pair in ``keys_dir`` if there is none yet (as ``peermq keys init``)."""
+    auth_backoff: float = 1.0
+    """After a failed handshake, a connecting socket waits this long before it tries again ..."""
+    auth_backoff_max: float = 30.0
+    """... doubling with each failure in a row, up to this."""
+    report_interval: float = 60.0
+    """A given failure (a key mismatch at one address, a refused key) is logged at WARNING at
+    most once per this many seconds; the rest are counted."""
+    ban_time: float = 60.0
+    """A peer cut off for sending malformed frames is refused at the handshake this long."""
+
+    def __post_init__(self) -> None:
+        if self.keys_dir is not None:
+            if not isinstance(self.keys_dir, (str, os.PathLike)) or not os.fspath(self.keys_dir):
+                raise ConfigError(f"keys_dir must be a path or None, got {self.keys_dir!r}")
+            object.__setattr__(self, "keys_dir", os.fspath(self.keys_dir))
+        policy = self.policy
+        if isinstance(policy, str):
+            try:
+                object.__setattr__(self, "policy", TrustPolicy(policy))
+            except ValueError:
+                raise ConfigError(
+                    f"policy must be one of 'strict', 'tofu', 'open', got {policy!r}"
+                ) from None
+        elif not isinstance(policy, TrustPolicy):
+            raise ConfigError(f"policy must be a TrustPolicy, got {policy!r}")
+        if not isinstance(self.create_keys, bool):
+            raise ConfigError(f"create_keys must be a bool, got {self.create_keys!r}")
+        _check_seconds("auth_backoff", self.auth_backoff, allow_zero=False)
+        _check_seconds("auth_backoff_max", self.auth_backoff_max, allow_zero=False)
+        if self.auth_backoff_max < self.auth_backoff:
+            raise ConfigError("auth_backoff_max must be >= auth_backoff")
+        _check_seconds("report_interval", self.report_interval)
+        _check_seconds("ban_time", self.ban_time)

@@ -12,7 +12,7 @@ Control frames start with 0xFF, a byte that UTF-8 topics never contain.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -22,12 +22,14 @@ from .topics import check_topic
 __all__ = [
     "BATCH",
     "CONTROL",
+    "DEFAULT_LIMITS",
     "GAP",
     "MARKER",
     "SINGLE",
     "VERSION",
     "WELCOME",
     "Encoder",
+    "Limits",
     "check_headers",
     "decode_data",
     "decode_gap",
@@ -49,6 +51,56 @@ MARKER = b"\xffS"
 """Subscription that a subscriber makes last: once the publisher sees it, the others are active."""
 
 _HEAD = bytes([0, VERSION])
+
+
+class Limits(NamedTuple):
+    """What a receiver accepts beyond the frame size (which ZeroMQ enforces)."""
+
+    max_topic: int = 1024
+    """Bytes of the topic."""
+    max_headers: int = 64
+    max_header_chars: int = 16_384
+    """Characters of all header keys and values."""
+    max_depth: int = 100
+    """Nesting of lists and maps in the data of one message."""
+
+
+DEFAULT_LIMITS = Limits()
+
+# msgpack bytes that open an array or a map. Data can nest deeper than a limit only if its frame
+# has more of them than the limit, so a frame shorter than that is never walked, a longer one is
+# counted in C, and only one that could break the limit is walked in Python.
+_NOT_CONTAINER = bytes(
+    b for b in range(256) if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF)
+)
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True if lists and maps nest more than ``limit`` levels in ``value`` (a list or dict)."""
+    level = [value]
+    depth = 1
+    while level:
+        if depth > limit:
+            return True
+        below: list[Any] = []
+        for obj in level:
+            items = obj.values() if type(obj) is dict else obj
+            kinds = set(map(type, items))
+            if list in kinds or dict in kinds:
+                below.extend(x for x in items if type(x) is list or type(x) is dict)
+        level = below
+        depth += 1
+    return False
+
+
+def _too_deep(value: Any, packed: bytes, limit: int, others: int = 0) -> bool:
+    """``_deeper_than`` for ``value`` packed in ``packed``, which holds ``others`` more arrays."""
+    bound = limit + others
+    return (
+        len(packed) > bound
+        and len(packed.translate(None, _NOT_CONTAINER)) > bound
+        and _deeper_than(value, limit)
+    )
 
 
 def _unpack(buf: bytes) -> Any:
@@ -81,6 +133,7 @@ class Encoder:
         "_prefix",
         "_seq",
         "_single_static",
+        "limits",
         "max_count",
         "max_size",
         "max_topic",
@@ -96,7 +149,9 @@ class Encoder:
         max_size: int,
         max_topic: int = 1024,
         max_count: int = 4096,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
+        self.limits = limits
         self.node = node
         self.stream = stream
         self.max_size = max_size
@@ -128,6 +183,8 @@ class Encoder:
             body = self._packer.pack((seq, now, headers, data))
         except Exception as exc:
             raise EncodeError(f"data is not msgpack-serialisable: {exc}") from exc
+        if headers or type(data) is list or type(data) is dict:
+            self._check_limits(headers, data, body)
         frame: bytes = prefix + body[1:]
         if len(frame) > self.max_size:
             raise EncodeError(
@@ -145,10 +202,16 @@ class Encoder:
             self._new_prefix(topic)
         pk = self._packer.pack
         head = topic.encode() + _HEAD + self._batch_static
+        items = items if isinstance(items, list) else list(items)
         try:
             packed = [pk(item) for item in items]
         except Exception as exc:
             raise EncodeError(f"data is not msgpack-serialisable: {exc}") from exc
+        if headers:
+            self._check_limits(headers, None, b"")
+        for item, body in zip(items, packed, strict=True):
+            if type(item) is list or type(item) is dict:
+                self._check_limits(None, item, body)
         frames: list[tuple[bytes, int]] = []
         seq = self._seq[topic]
         hdr = pk(headers)
@@ -184,6 +247,21 @@ class Encoder:
         self._seq[topic] = seq
         return frames
 
+    def _check_limits(self, headers: dict[str, str] | None, data: object, packed: bytes) -> None:
+        """Refuse to send what receivers with the same limits would drop as malformed."""
+        limits = self.limits
+        if headers:
+            if len(headers) > limits.max_headers:
+                raise EncodeError(f"{len(headers)} headers, more than the limit of "
+                                  f"{limits.max_headers}")
+            chars = sum(map(len, headers)) + sum(map(len, headers.values()))
+            if chars > limits.max_header_chars:
+                raise EncodeError(f"headers hold {chars} characters, more than the limit of "
+                                  f"{limits.max_header_chars}")
+        if (type(data) is list or type(data) is dict) and _too_deep(data, packed,
+                                                                     limits.max_depth):
+            raise EncodeError(f"data nests deeper than the limit of {limits.max_depth}")
+
     def rewind(self, topic: str, count: int) -> None:
         """Give back the last ``count`` sequence numbers of ``topic`` (frames not sent)."""
         self._seq[topic] -= count
@@ -192,16 +270,19 @@ class Encoder:
         return self._seq.get(topic, 0)
 
 
-def decode_data(frame: bytes) -> tuple[bytes, list[Any]]:
+def decode_data(frame: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[bytes, list[Any]]:
     """Split and check a data frame.
 
     Returns ``(topic bytes, [kind, node, stream, seq, time, headers, payload])``.
 
-    Raises WireError for anything that is not a well-formed data frame of this version.
+    Raises WireError for anything that is not a well-formed data frame of this version, or
+    that breaks ``limits``.
     """
     i = frame.find(0)
     if i <= 0:
         raise WireError("not a data frame: no topic terminator")
+    if i > limits.max_topic:
+        raise WireError(f"topic is {i} bytes, more than the limit of {limits.max_topic}")
     if len(frame) < i + 3:
         raise WireError("truncated frame")
     if frame[i + 1] != VERSION:
@@ -221,14 +302,26 @@ def decode_data(frame: bytes) -> tuple[bytes, list[Any]]:
     if headers is not None:
         if type(headers) is not dict:
             raise WireError("headers are not a map")
-        for value in headers.values():
-            if type(value) is not str:
-                raise WireError("header values must be strings")
+        if len(headers) > limits.max_headers:
+            raise WireError(f"{len(headers)} headers, more than the limit of {limits.max_headers}")
+        for key, value in headers.items():
+            if type(key) is not str or type(value) is not str:
+                raise WireError("header keys and values must be strings")
+        chars = sum(map(len, headers)) + sum(map(len, headers.values()))
+        if chars > limits.max_header_chars:
+            raise WireError(f"headers hold {chars} characters, more than the limit of "
+                            f"{limits.max_header_chars}")
+    depth = limits.max_depth
     if kind == BATCH:
         if type(payload) is not list:
             raise WireError("batch payload is not an array")
+        depth += 1  # the batch's own array
     elif kind != SINGLE:
         raise WireError(f"unknown envelope kind {kind!r}")
+    shape = type(payload)
+    # others=1: the envelope's own array is in the frame too
+    if (shape is list or shape is dict) and _too_deep(payload, frame, depth, 1):
+        raise WireError(f"data nests deeper than the limit of {limits.max_depth}")
     return frame[:i], env
 
 
