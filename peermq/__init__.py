@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from ._version import __version__
-from .config import HeaderMatch, OnFull, SocketOptions
+from .config import HeaderMatch, OnFull, SecurityOptions, SocketOptions, TrustPolicy
 from .errors import (
     ClosedError,
     ConfigError,
@@ -13,6 +13,7 @@ from .errors import (
     EncodeError,
     PeerError,
     PeermqError,
+    SecurityError,
     SendTimeoutError,
     SpoolError,
     SpoolFullError,
@@ -39,6 +40,8 @@ __all__ = [
     "Publisher",
     "Puller",
     "Pusher",
+    "SecurityError",
+    "SecurityOptions",
     "SendTimeoutError",
     "SocketOptions",
     "SocketStats",
@@ -46,6 +49,7 @@ __all__ = [
     "SpoolFullError",
     "Subscriber",
     "TopicError",
+    "TrustPolicy",
     "WireError",
     "__version__",
     "topic_matches",

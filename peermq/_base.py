@@ -8,6 +8,7 @@ import os
 import warnings
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -15,8 +16,11 @@ from zmq.utils.monitor import parse_monitor_message
 from . import _zmq
 from ._zmq import Kind
 from .config import OnFull, SocketOptions
-from .errors import ClosedError, ConfigError
+from .errors import ClosedError, ConfigError, PeermqError
 from .node import Node
+
+if TYPE_CHECKING:
+    from .security.service import NodeSecurity
 
 __all__ = ["Endpoints", "SocketBase"]
 
@@ -65,6 +69,9 @@ class SocketBase:
         self.node = node if node is not None else Node.default()
         self.options = options
         self.stream = self.node._attach(self)
+        self._security: NodeSecurity | None = self.node.security  # None: plain ZeroMQ
+        self._connects: set[str] = set()
+        """Endpoints connected to (and not disconnected): a peer cut off is found here."""
         self.endpoints: list[str] = []
         self._sock: zmq.Socket[bytes] | None = None
         self._inbox: deque[Callable[[], None]] = deque()
@@ -78,7 +85,10 @@ class SocketBase:
             self._sock = sock
             self._monitor: zmq.Socket[bytes] | None = None
             self._peers = 0
-            if monitor:
+            if self._security is not None:
+                # the node's security thread reads the monitor; peer events are passed on
+                self._monitor = self._security.watch(self, sock, forward=monitor)
+            elif monitor:
                 self._monitor = sock.get_monitor_socket(
                     zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
                 )
@@ -121,6 +131,8 @@ class SocketBase:
         """Listen on ``endpoint``; returns the real endpoint (``tcp://127.0.0.1:*`` gets a port)."""
         _check_endpoint(endpoint)
         sock = self._live()
+        if self._security is not None:
+            self._security.prepare_bind(sock, endpoint)
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
@@ -131,21 +143,47 @@ class SocketBase:
         return real
 
     def connect(self, endpoint: str) -> None:
-        """Connect to ``endpoint``; ZeroMQ reconnects with capped backoff if the peer goes away."""
+        """Connect to ``endpoint``; ZeroMQ reconnects with capped backoff if the peer goes away.
+
+        With security on, the peer there must hold the key pinned for ``endpoint`` (see
+        ``NodeSecurity.server_key``); SecurityError if there is none.
+        """
         _check_endpoint(endpoint)
         sock = self._live()
+        if self._security is not None:
+            self._security.prepare_connect(self, sock, endpoint)
         try:
             sock.connect(endpoint)
         except zmq.ZMQError as exc:
             raise _zmq.translate(exc, f"connect {endpoint}") from exc
+        self._connects.add(endpoint)
         _log.debug("socket.connected kind=%s endpoint=%s", self._kind.name, endpoint)
 
     def disconnect(self, endpoint: str) -> None:
         sock = self._live()
+        if self._security is not None:
+            self._security.forget(self, endpoint)
+        self._connects.discard(endpoint)
         try:
             sock.disconnect(endpoint)
         except zmq.ZMQError as exc:
             raise _zmq.translate(exc, f"disconnect {endpoint}") from exc
+
+    def _pause_endpoint(self, endpoint: str) -> None:
+        """After a failed handshake (the security thread asks): stop retrying for now."""
+        if self._sock is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self._sock.disconnect(endpoint)
+
+    def _resume_endpoint(self, endpoint: str) -> None:
+        """... and try again, with the key pinned now (it may have been rotated meanwhile)."""
+        if self._sock is None:
+            return
+        self._pause_endpoint(endpoint)  # libzmq gave it up; clear what is left of it
+        try:
+            self.connect(endpoint)
+        except PeermqError as exc:
+            _log.warning("security.reconnect_failed endpoint=%s error=%s", endpoint, exc)
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the thread (or loop) that owns this socket, at its next wait or receive.
@@ -231,6 +269,8 @@ class SocketBase:
                 finally:
                     self._monitor.close(0)
                     self._monitor = None
+            if self._security is not None:
+                self._security.unwatch(self, sock)
             sock.close()
             self._inbox.clear()
             self._close_pipe()

@@ -21,6 +21,7 @@ from .config import AckMode, HeaderMatch, OnFull, SocketOptions, SpoolOptions
 from .errors import ClosedError, ConfigError, SendTimeoutError
 from .message import Message, SocketStats
 from .node import Node
+from .security.screen import Screen
 from .topics import TopicFilter
 
 if TYPE_CHECKING:
@@ -238,6 +239,11 @@ class ReceiverBase(SocketBase):
             core.pending.clear()
         return count
 
+    def _screen_frames(self) -> None:
+        """Find and cut off a peer that keeps sending malformed frames (security/screen.py)."""
+        if self.options.max_bad_frames > 0:
+            self._rcore.on_malformed = Screen(self, self.options.max_bad_frames).on_malformed
+
     def _flush_outbox(self) -> None:
         sock = self._sock
         for frame in self._rcore.drain_outbox():
@@ -332,6 +338,7 @@ class SubscriberBase(ReceiverBase):
             sock.send(b"\x01" + prefix)
         # last, so that a publisher that sees it knows the subscriptions above are in force
         sock.send(b"\x01" + wire.marker_subscription(self.token))
+        self._screen_frames()
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -391,6 +398,7 @@ class PullerBase(ReceiverBase):
             token=token_for(self.node.id, self.stream), options=self.options, topics=None,
             track_gaps=False,
         )
+        self._screen_frames()
 
     @property
     def peers(self) -> int:

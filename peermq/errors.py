@@ -11,6 +11,7 @@
      +- PeerError                                a peer or the network broke it; .retriable
      |   +- SendTimeoutError(PeerError, TimeoutError)
      +- DiscoveryError
+     +- SecurityError                            a key file, the trust store or a peer's key
      +- SpoolError                               corrupt record, locked, read-only
          +- SpoolFullError                       size bound or disk full
          +- SpoolLockedError                     another process holds the directory
@@ -28,6 +29,7 @@ __all__ = [
     "EncodeError",
     "PeerError",
     "PeermqError",
+    "SecurityError",
     "SendTimeoutError",
     "SpoolError",
     "SpoolFullError",
@@ -75,6 +77,10 @@ class SendTimeoutError(PeerError, TimeoutError):
 
 class DiscoveryError(PeermqError):
     """Service discovery failed."""
+
+
+class SecurityError(PeermqError):
+    """A key file is missing, malformed or readable by others, or no trusted key is known."""
 
 
 class SpoolError(PeermqError):

@@ -11,16 +11,19 @@ import secrets
 import socket
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import zmq
 
 from ._mirror import Mirror
 from ._zmq import new_context
-from .config import MirrorOptions
+from .config import MirrorOptions, SecurityOptions, TrustPolicy
 from .errors import ClosedError, ConfigError
+
+if TYPE_CHECKING:
+    from .security.service import NodeSecurity
 
 __all__ = ["Node"]
 
@@ -48,6 +51,7 @@ class Node:
         name: str | None = None,
         node_id: str | None = None,
         mirror: MirrorOptions | None = MirrorOptions(),  # noqa: B008 (frozen, so shared safely)
+        security: SecurityOptions | None = None,
     ) -> None:
         if node_id is not None and (not isinstance(node_id, str) or not _ID.match(node_id)):
             raise ConfigError(
@@ -66,6 +70,15 @@ class Node:
             raise ConfigError(f"mirror must be a MirrorOptions or None, got {mirror!r}")
         self._mirror_options = mirror
         self._mirror: Mirror | None = None
+        if security is not None and not isinstance(security, SecurityOptions):
+            raise ConfigError(f"security must be a SecurityOptions or None, got {security!r}")
+        self._security_options = security
+        self._security: NodeSecurity | None = None
+        if security is not None and mirror is not None:
+            # the mirror's socket is not made through SocketBase, so it cannot be secured yet:
+            # an unauthenticated copy of everything sent is not offered (docs/security.md)
+            _log.info("mirror.off reason=security node=%s", self.id)
+            self._mirror_options = None
 
     @classmethod
     def default(cls) -> Node:
@@ -74,7 +87,8 @@ class Node:
             node = cls._default
             if node is None or node.closed or node._pid != os.getpid():
                 node = cls(name=os.environ.get("PEERMQ_NODE_NAME") or None,
-                           mirror=_mirror_from_env(os.environ.get("PEERMQ_MIRROR")))
+                           mirror=_mirror_from_env(os.environ.get("PEERMQ_MIRROR")),
+                           security=security_from_env(os.environ))
                 cls._default = node
             return node
 
@@ -126,6 +140,20 @@ class Node:
         """The tap mirror (started with the first sending socket), or None. See docs/tap.md."""
         return self._mirror
 
+    @property
+    def security(self) -> NodeSecurity | None:
+        """Keys, trust store and authenticator (None: security is off). Started on first use."""
+        if self._security_options is None:
+            return None
+        with self._lock:
+            if self._security is None:
+                if self._ctx is None:
+                    raise ClosedError(f"node {self.name} is closed")
+                from .security.service import NodeSecurity  # noqa: PLC0415 (made on first use)
+
+                self._security = NodeSecurity(self._ctx, self._security_options)
+            return self._security
+
     def close(self) -> None:
         """Close every socket of this node, then the context (bounded by each socket's linger)."""
         with self._lock:
@@ -138,6 +166,8 @@ class Node:
         if self._pid == os.getpid():
             if self._mirror is not None:
                 self._mirror.close()
+            if self._security is not None:
+                self._security.close()
             ctx.term()
         _log.debug("node.closed id=%s", self.id)
 
@@ -172,6 +202,24 @@ def _mirror_from_env(value: str | None) -> MirrorOptions | None:
     except ConfigError as exc:
         _log.warning("mirror.bad_env PEERMQ_MIRROR=%r error=%s (using the default)", value, exc)
         return MirrorOptions()
+
+
+def security_from_env(env: Mapping[str, str]) -> SecurityOptions | None:
+    """``PEERMQ_SECURITY`` (``curve`` or ``off``), ``PEERMQ_KEYS`` (dir), ``PEERMQ_TRUST``
+    (``strict``, ``tofu`` or ``open``): the default node's and the CLI's security."""
+    mode = env.get("PEERMQ_SECURITY", "").strip().lower()
+    if mode in ("", "off", "none", "0", "no", "false"):
+        return None
+    if mode != "curve":
+        raise ConfigError(f"PEERMQ_SECURITY must be 'curve' or 'off', got {mode!r}")
+    policy = env.get("PEERMQ_TRUST", "").strip().lower() or "strict"
+    try:
+        trust = TrustPolicy(policy)
+    except ValueError:
+        raise ConfigError(
+            f"PEERMQ_TRUST must be 'strict', 'tofu' or 'open', got {policy!r}"
+        ) from None
+    return SecurityOptions(keys_dir=env.get("PEERMQ_KEYS") or None, policy=trust)
 
 
 @atexit.register
