@@ -5,8 +5,8 @@
     .venv/bin/python -m bench.run --only aio --json out.json
 
 Every measurement is a fresh pair of processes (sender and receiver, or pinger and ponger)
-started with ``spawn`` and talking over tcp://127.0.0.1 with OS-chosen ports.
-docs/performance.md explains each figure.
+started with ``spawn``, pinned one to a CPU (``--no-pin``: wherever the OS puts them), talking
+over tcp://127.0.0.1 with OS-chosen ports. docs/performance.md explains each figure.
 """
 
 from __future__ import annotations
@@ -121,10 +121,19 @@ def _recv(conn: Connection, timeout: float, what: str) -> Any:
     return got
 
 
-def measure(spec: Spec, pin: bool = False) -> dict[str, Any]:
+def cpu_pair() -> tuple[int, int] | None:
+    """Two CPUs this process may run on, to pin the two ends of a measurement to."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return None
+    return (cpus[0], cpus[1]) if len(cpus) >= 2 else None
+
+
+def measure(spec: Spec, pin: tuple[int, int] | None = None) -> dict[str, Any]:
     """Run one measurement in two fresh processes; returns the figures both sides reported.
 
-    ``pin``: first process on CPU 0, second on CPU 1 (each with its ZeroMQ I/O thread).
+    ``pin``: the CPUs for the first and second process (each with its ZeroMQ I/O thread).
     """
     ctx = mp.get_context("spawn")
     first, second = ("sender", "receiver") if spec.mode == "thr" else ("pinger", "ponger")
@@ -135,12 +144,12 @@ def measure(spec: Spec, pin: bool = False) -> dict[str, Any]:
     wait = SETUP_TIMEOUT + spec.limit + 20.0
     try:
         pa = ctx.Process(target=_worker.main, daemon=True,
-                         args=(first, spec, ctl_a_child, side_a, "", 0 if pin else None))
+                         args=(first, spec, ctl_a_child, side_a, "", pin and pin[0]))
         pa.start()
         procs.append(pa)
         endpoint = _recv(ctl_a, SETUP_TIMEOUT + 10.0, first) if spec.mode == "thr" else ""
         pb = ctx.Process(target=_worker.main, daemon=True,
-                         args=(second, spec, ctl_b_child, side_b, endpoint, 1 if pin else None))
+                         args=(second, spec, ctl_b_child, side_b, endpoint, pin and pin[1]))
         pb.start()
         procs.append(pb)
         if spec.mode == "thr":
@@ -175,7 +184,9 @@ def _log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def run(rows: Sequence[Row], reps: int, pin: bool = False) -> dict[Spec, list[dict[str, Any]]]:
+def run(
+    rows: Sequence[Row], reps: int, pin: tuple[int, int] | None = None
+) -> dict[Spec, list[dict[str, Any]]]:
     """Measure every spec ``reps`` times; raw and peermq alternate so that drift hits both."""
     specs: list[Spec] = []
     for row in rows:
@@ -205,16 +216,18 @@ def run(rows: Sequence[Row], reps: int, pin: bool = False) -> dict[Spec, list[di
 
 
 def figure(runs: list[dict[str, Any]], metric: str, stat: str) -> float | None:
-    """Over the repetitions that worked: the best (highest rate, lowest latency) or the median.
+    """Over the repetitions that worked: ``best`` is the highest rate but the median latency.
 
-    Best is the default: on a shared machine other work only ever slows a run down.
+    Other work on the machine only ever slows a throughput run, so its best repetition is the
+    least disturbed one; a latency run's spread comes as much from where the scheduler put
+    the two processes, so its median is the fair figure. ``median`` takes it for both.
     """
     values: list[float] = [r[metric] for r in runs if "error" not in r]
     if not values:
         return None
-    if stat == "median" or metric == "rss_kib":
-        return statistics.median(values)
-    return max(values) if metric == "rate" else min(values)
+    if stat == "best" and metric == "rate":
+        return max(values)
+    return statistics.median(values)
 
 
 def verdict(row: Row, ratio: float | None) -> str:
@@ -326,10 +339,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "e.g. 'PUB/SUB 64 B', asyncio, send_many, 'round trip'")
     ap.add_argument("--reps", type=int, help="repetitions per measurement")
     ap.add_argument("--stat", choices=("best", "median"), default="best",
-                    help="which repetition the table shows (default: best)")
+                    help="best: highest rate and median latency over the repetitions (default); "
+                         "median: the median of both")
     ap.add_argument("--limit", type=float, help="seconds each measurement may last")
-    ap.add_argument("--pin", action="store_true",
-                    help="pin sender and receiver to CPUs 0 and 1 (less noise, less realistic)")
+    ap.add_argument("--no-pin", dest="pin", action="store_false",
+                    help="let the OS place the processes (default: sender or pinger on CPU 0, "
+                         "receiver or ponger on CPU 1; noisier, see docs/performance.md)")
     ap.add_argument("--json", metavar="FILE", help="write every figure and run to FILE")
     args = ap.parse_args(argv)
 
@@ -347,11 +362,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     load = os.getloadavg()[0]
     _log("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     started = time.monotonic()
-    results = run(rows, reps, args.pin)
+    pin = cpu_pair() if args.pin else None
+    if args.pin and pin is None:
+        _log("cannot pin: fewer than two CPUs available (or not Linux); running unpinned")
+    results = run(rows, reps, pin)
     lines = table(rows, results, args.stat)
     print(render(lines))
     after = os.getloadavg()[0]
-    print(f"\n{reps} repetition(s), {args.stat} shown; {time.monotonic() - started:.0f}s in all; "
+    shown = "best rate, median latency" if args.stat == "best" else "median"
+    placed = f"pinned to CPUs {pin[0]} and {pin[1]}" if pin else "not pinned"
+    print(f"\n{reps} repetition(s), {shown} shown; {placed}; "
+          f"{time.monotonic() - started:.0f}s in all; "
           f"load average {load:.2f} before, {after:.2f} after")
     if load > 0.5:
         print("note: the machine was already busy when the run started; figures are noisy")
@@ -361,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "command": shlex.join(["python", "-m", "bench.run", *(argv or sys.argv[1:])]),
                 "machine": info,
                 "stat": args.stat,
+                "pinned": pin,
                 "load_average": [load, after],
                 "table": lines,
                 "runs": [{"spec": asdict(s), "results": r} for s, r in results.items()],
