@@ -11,6 +11,7 @@ from .._version import __version__
 from .._zmq import zmq_version
 from ._ui import Ui
 from .demo.command import demo
+from .keys import keys
 from .pub import pub
 from .replay import info, replay
 from .sub import sub
@@ -66,6 +67,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 cli.add_command(pub)
 cli.add_command(sub)
 cli.add_command(demo)
+cli.add_command(keys)
 cli.add_command(tap)
 cli.add_command(replay)
 cli.add_command(info)

@@ -136,7 +136,8 @@ def init_keys(directory: str | os.PathLike[str], *, overwrite: bool = False) -> 
     _make_dir(d)
     key_path = d / KEY_FILE
     if key_path.exists() and not overwrite:
-        raise SecurityError(f"{key_path} exists; keep it, or replace it on purpose (overwrite)")
+        raise SecurityError(f"{key_path} exists: replacing it means every peer must trust the "
+                            "new key")
     pair = generate()
     _write_private(
         key_path,
