@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import tracemalloc
 
@@ -192,3 +193,37 @@ def test_fuzz_deep_nesting(openers: list[bytes]) -> None:
     depth = len(openers)
     ok = decodes(HEAD + body)
     assert ok == (depth <= LIMITS.max_depth)
+
+
+# -- the atheris target shipped in fuzz/ (run here on its seeds, and under hypothesis)
+
+@functools.cache
+def _fuzz_target() -> object:
+    import importlib.util  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    path = Path(__file__).resolve().parents[2] / "fuzz" / "decode_data.py"
+    spec = importlib.util.spec_from_file_location("peermq_fuzz_decode_data", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fuzz_target_runs_on_its_seed_corpus() -> None:
+    from pathlib import Path  # noqa: PLC0415
+
+    target = _fuzz_target()
+    seeds = sorted((Path(__file__).resolve().parents[2] / "fuzz" / "corpus").iterdir())
+    assert len(seeds) >= 5
+    for seed in seeds:
+        data = seed.read_bytes()
+        target.check(data)  # type: ignore[attr-defined]
+        for cut in range(len(data)):
+            target.check(data[:cut])  # type: ignore[attr-defined]
+
+
+@settings(max_examples=200, deadline=1000)
+@given(st.binary(max_size=256))
+def test_fuzz_target_under_hypothesis(data: bytes) -> None:
+    _fuzz_target().check(HEAD + data)  # type: ignore[attr-defined]
