@@ -5,7 +5,14 @@ from __future__ import annotations
 import logging
 
 from ._version import __version__
-from .config import HeaderMatch, OnFull, SecurityOptions, SocketOptions, TrustPolicy
+from .config import (
+    HeaderMatch,
+    MirrorOptions,
+    OnFull,
+    SecurityOptions,
+    SocketOptions,
+    TrustPolicy,
+)
 from .errors import (
     ClosedError,
     ConfigError,
@@ -33,6 +40,7 @@ __all__ = [
     "Gap",
     "HeaderMatch",
     "Message",
+    "MirrorOptions",
     "Node",
     "OnFull",
     "PeerError",
