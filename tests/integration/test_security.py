@@ -361,3 +361,23 @@ def test_connecting_without_a_pinned_key_is_an_error(dirs: dict[str, Path]) -> N
     with secure(dirs["bob"]) as b, peermq.Subscriber(node=b) as sub, \
             pytest.raises(peermq.SecurityError, match=r"no trusted key for tcp://10\.9\.9\.9:1"):
         sub.connect("tcp://10.9.9.9:1")
+
+
+def test_discovery_hook_selects_only_pinned_keys(dirs: dict[str, Path],
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    alice = TrustStore(dirs["bob"] / "trusted").find("alice")
+    assert alice is not None
+    stranger = generate()
+    with secure(dirs["bob"]) as b, caplog.at_level(logging.WARNING, logger="peermq.security"):
+        sec = b.security
+        assert sec is not None
+        # a pinned name wins; an advertised fingerprint that differs is reported, not followed
+        assert sec.key_for_peer(["alice"], advertised=stranger.fingerprint) == alice.key
+        assert any("advertised_key_differs" in r.getMessage() for r in caplog.records)
+        # a fingerprint can select a key already trusted, never bring a new one in
+        assert sec.key_for_peer(["unknown-instance"], advertised=alice.fingerprint) == alice.key
+        assert sec.key_for_peer(["unknown-instance"], advertised=stranger.fingerprint) is None
+        sec.trust.revoke("alice")
+        assert sec.key_for_peer(["alice"], advertised=alice.fingerprint) is None
+        with pytest.raises(peermq.SecurityError, match="revoked"):
+            sec.expect("tcp://10.0.0.1:1", alice.key)
