@@ -20,6 +20,8 @@ from .errors import ClosedError, ConfigError, PeermqError
 from .node import Node
 
 if TYPE_CHECKING:
+    from .discovery.attach import SocketDiscovery
+    from .discovery.txt import Service
     from .security.service import NodeSecurity
 
 __all__ = ["Endpoints", "SocketBase"]
@@ -60,6 +62,7 @@ class SocketBase:
         connect: Endpoints,
         welcome: bytes = b"",
         monitor: bool = False,
+        service: str | Service | None = None,
     ) -> None:
         if not isinstance(options, SocketOptions):
             raise ConfigError(f"options must be a SocketOptions, got {type(options).__name__}")
@@ -67,6 +70,15 @@ class SocketBase:
         for ep in (*binds, *connects):
             _check_endpoint(ep)
         self.node = node if node is not None else Node.default()
+        self.discovery: SocketDiscovery | None = None
+        """With ``service=``: this socket's announcement or discovered peers (docs/discovery.md)."""
+        if service is not None:
+            from .discovery.attach import checked_service, liveness_options  # noqa: PLC0415
+
+            service = checked_service(service)
+            options = liveness_options(options, self.node.discovery_options)
+            # a receiver sees its peers join and leave on the monitor
+            monitor = monitor or self._kind in (Kind.SUBSCRIBER, Kind.PULLER)
         self.options = options
         self.stream = self.node._attach(self)
         self._security: NodeSecurity | None = self.node.security  # None: plain ZeroMQ
@@ -97,6 +109,10 @@ class SocketBase:
                 self.bind(ep)
             for ep in connects:
                 self.connect(ep)
+            if service is not None:
+                from .discovery.attach import attach  # noqa: PLC0415
+
+                self.discovery = attach(self, service)
         except BaseException:
             self.close()
             sock.close(0)
@@ -244,11 +260,14 @@ class SocketBase:
                 parts = mon.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return self._peers
-            event = parse_monitor_message(parts)["event"]
+            msg = parse_monitor_message(parts)
+            event = msg["event"]
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._peers += 1
             elif event == zmq.EVENT_DISCONNECTED:
                 self._peers = max(0, self._peers - 1)
+            if self.discovery is not None:
+                self.discovery.on_monitor(event, msg["endpoint"].decode("utf-8", "replace"))
 
     def close(self) -> int:
         """Close (idempotent). Returns how many received messages were discarded unread.
@@ -258,6 +277,8 @@ class SocketBase:
         sock = self._sock
         if sock is None:
             return 0
+        if self.discovery is not None:
+            self.discovery.close()  # goodbyes; stop watching the monitor before it closes
         discarded = 0
         try:
             discarded = self._discard_unread()

@@ -25,6 +25,7 @@ from .security.screen import Screen
 from .topics import TopicFilter
 
 if TYPE_CHECKING:
+    from .discovery.txt import Service
     from .spool.store import Spool
 
 __all__ = [
@@ -161,9 +162,10 @@ class PublisherBase(SenderBase):
         connect: Endpoints = None,
         node: Node | None = None,
         options: SocketOptions | None = None,
+        service: str | Service | None = None,
     ) -> None:
         super().__init__(node=node, options=options or SocketOptions(), bind=bind,
-                         connect=connect)
+                         connect=connect, service=service)
 
     def _service(self) -> None:
         sock = self._sock
@@ -199,11 +201,12 @@ class PusherBase(SenderBase):
         options: SocketOptions | None = None,
         spool: str | os.PathLike[str] | Spool | None = None,
         spool_options: SpoolOptions | None = None,
+        service: str | Service | None = None,
     ) -> None:
         # spool=...: Pusher.__new__ makes a spooled pusher instead (peermq/_spool_send.py)
         _no_spool(type(self), spool, spool_options)
         super().__init__(node=node, options=options or SocketOptions(), bind=bind,
-                         connect=connect, monitor=True)
+                         connect=connect, monitor=True, service=service)
 
     @property
     def peers(self) -> int:
@@ -313,6 +316,7 @@ class SubscriberBase(ReceiverBase):
         on_gap: GapHandler | None = None,
         node: Node | None = None,
         options: SocketOptions | None = None,
+        service: str | Service | None = None,
     ) -> None:
         if isinstance(topics, str):
             topics = (topics,)
@@ -325,7 +329,7 @@ class SubscriberBase(ReceiverBase):
             raise ConfigError("on_gap must be callable")
         self._headers, self._match, self._on_gap = headers, match, on_gap
         super().__init__(node=node, options=options or SocketOptions(), bind=bind,
-                         connect=connect)
+                         connect=connect, service=service)
 
     def _setup(self) -> None:
         self.token = token_for(self.node.id, self.stream)
@@ -386,11 +390,12 @@ class PullerBase(ReceiverBase):
         spool: str | os.PathLike[str] | None = None,
         spool_options: SpoolOptions | None = None,
         ack: AckMode | None = None,
+        service: str | Service | None = None,
     ) -> None:
         # spool=... or ack=...: Puller.__new__ makes a spooled puller (peermq/_spool_recv.py)
         _no_spool(type(self), spool, spool_options, ack)
         super().__init__(node=node, options=options or SocketOptions(), bind=bind,
-                         connect=connect, monitor=True)
+                         connect=connect, monitor=True, service=service)
 
     def _setup(self) -> None:
         # Load balancing gives each puller a share of the sequence: its gaps are not losses.

@@ -11,6 +11,7 @@ from .errors import ConfigError
 
 __all__ = [
     "AckMode",
+    "DiscoveryOptions",
     "Fsync",
     "HeaderMatch",
     "MirrorOptions",
@@ -313,3 +314,69 @@ class SecurityOptions:
             raise ConfigError("auth_backoff_max must be >= auth_backoff")
         _check_seconds("report_interval", self.report_interval)
         _check_seconds("ban_time", self.ban_time)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryOptions:
+    """How a node finds peers by service name: mDNS (DNS-SD) and static peers. docs/discovery.md.
+
+    ``Node(discovery=DiscoveryOptions(...))``; the default node reads ``PEERMQ_PEERS``,
+    ``PEERMQ_PEERS_FILE``, ``PEERMQ_INTERFACES`` and ``PEERMQ_MDNS`` instead.
+    """
+
+    mdns: bool = True
+    """Announce and browse with multicast DNS; False leaves the static peers only."""
+    interfaces: tuple[str, ...] = ()
+    """Interface names or addresses to use; empty: every multicast interface but loopback
+    (the loopback alone if there is no other)."""
+    ipv4: bool = True
+    ipv6: bool = True
+    peers: tuple[str, ...] = ()
+    """Static peers, ``"service=tcp://host:port"``, connected to as if announced."""
+    peers_file: str | None = None
+    """A file of static peers (one ``service endpoint`` a line), read again when it changes."""
+    probe_hints: bool = True
+    """Connect to a sender as soon as it probes for its name, before it may announce it."""
+    heartbeat_interval: float = 0.5
+    heartbeat_timeout: float = 2.0
+    """ZeroMQ heartbeats on the sockets that use discovery, unless their SocketOptions set
+    some: a crashed or cut-off peer is noticed within interval + timeout. 0.0 turns them off."""
+    forget_after: float = 30.0
+    """A discovered peer not connected for this long is dropped (it comes back if announced)."""
+    resolve_timeout: float = 3.0
+    """How long to wait for a service's SRV, TXT and address records once it is seen."""
+    file_poll_interval: float = 1.0
+    """How often the peers file is checked for changes."""
+    goodbye_wait: float = 0.5
+    """How long closing a node may spend sending mDNS goodbyes (RFC 6762 section 10.1)."""
+
+    def __post_init__(self) -> None:
+        for name in ("mdns", "ipv4", "ipv6", "probe_hints"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if not (self.ipv4 or self.ipv6):
+            raise ConfigError("at least one of ipv4 and ipv6 must be on")
+        for name in ("interfaces", "peers"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
+                raise ConfigError(f"{name} must be a sequence of non-empty str, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        from .discovery.static import parse_entry  # noqa: PLC0415 (config is below discovery)
+
+        for entry in self.peers:
+            parse_entry(entry)
+        path = self.peers_file
+        if path is not None:
+            if hasattr(path, "__fspath__"):  # a pathlib.Path
+                path = path.__fspath__()
+            if not isinstance(path, str) or not path:
+                raise ConfigError(f"peers_file must be a path or None, got {self.peers_file!r}")
+            object.__setattr__(self, "peers_file", path)
+        _check_seconds("heartbeat_interval", self.heartbeat_interval)
+        _check_seconds("heartbeat_timeout", self.heartbeat_timeout)
+        if self.heartbeat_interval and self.heartbeat_timeout < self.heartbeat_interval:
+            raise ConfigError("heartbeat_timeout must be >= heartbeat_interval")
+        _check_seconds("forget_after", self.forget_after, allow_zero=False)
+        _check_seconds("resolve_timeout", self.resolve_timeout, allow_zero=False)
+        _check_seconds("file_poll_interval", self.file_poll_interval, allow_zero=False)
+        _check_seconds("goodbye_wait", self.goodbye_wait)

@@ -19,10 +19,12 @@ import zmq
 
 from ._mirror import Mirror
 from ._zmq import new_context
-from .config import MirrorOptions, SecurityOptions, TrustPolicy
+from .config import DiscoveryOptions, MirrorOptions, SecurityOptions, TrustPolicy
+from .discovery import options_from_env
 from .errors import ClosedError, ConfigError
 
 if TYPE_CHECKING:
+    from .discovery.service import Discovery
     from .security.service import NodeSecurity
 
 __all__ = ["Node"]
@@ -52,6 +54,7 @@ class Node:
         node_id: str | None = None,
         mirror: MirrorOptions | None = MirrorOptions(),  # noqa: B008 (frozen, so shared safely)
         security: SecurityOptions | None = None,
+        discovery: DiscoveryOptions | None = None,
     ) -> None:
         if node_id is not None and (not isinstance(node_id, str) or not _ID.match(node_id)):
             raise ConfigError(
@@ -79,6 +82,10 @@ class Node:
             # an unauthenticated copy of everything sent is not offered (docs/security.md)
             _log.info("mirror.off reason=security node=%s", self.id)
             self._mirror_options = None
+        if discovery is not None and not isinstance(discovery, DiscoveryOptions):
+            raise ConfigError(f"discovery must be a DiscoveryOptions or None, got {discovery!r}")
+        self.discovery_options: DiscoveryOptions = discovery or DiscoveryOptions()
+        self._discovery: Discovery | None = None
 
     @classmethod
     def default(cls) -> Node:
@@ -88,7 +95,8 @@ class Node:
             if node is None or node.closed or node._pid != os.getpid():
                 node = cls(name=os.environ.get("PEERMQ_NODE_NAME") or None,
                            mirror=_mirror_from_env(os.environ.get("PEERMQ_MIRROR")),
-                           security=security_from_env(os.environ))
+                           security=security_from_env(os.environ),
+                           discovery=options_from_env(os.environ))
                 cls._default = node
             return node
 
@@ -154,6 +162,18 @@ class Node:
                 self._security = NodeSecurity(self._ctx, self._security_options)
             return self._security
 
+    @property
+    def discovery(self) -> Discovery:
+        """mDNS and static peers for the sockets given ``service=`` (started on first use)."""
+        with self._lock:
+            if self._discovery is None:
+                if self._ctx is None:
+                    raise ClosedError(f"node {self.name} is closed")
+                from .discovery.service import Discovery  # noqa: PLC0415 (loads zeroconf)
+
+                self._discovery = Discovery(self.id, self.name, self.discovery_options)
+            return self._discovery
+
     def close(self) -> None:
         """Close every socket of this node, then the context (bounded by each socket's linger)."""
         with self._lock:
@@ -163,6 +183,8 @@ class Node:
             return
         for s in socks:
             s.close()
+        if self._discovery is not None and self._pid == os.getpid():
+            self._discovery.close()  # goodbyes, bounded by DiscoveryOptions.goodbye_wait
         if self._pid == os.getpid():
             if self._mirror is not None:
                 self._mirror.close()
