@@ -226,8 +226,8 @@ class Mirror:
         port = _Port(sock, stream, self._queue, self.options.queue)
         with self._lock:
             self._ports = (*(p for p in self._ports if p.sock() is not None), port)
-            if self._attached.is_set():
-                sock._tap = port.offer
+            # an instance attribute either way: the send path's test of it is then cheapest
+            sock._tap = port.offer if self._attached.is_set() else None
 
     def close(self) -> None:
         """Stop the thread: last copies and a goodbye go out within ``linger``. Idempotent."""

@@ -142,6 +142,8 @@ class Node:
                 self._mirror_options = None
         if self._mirror is not None:
             self._mirror.adopt(sock, stream)
+        else:
+            sock._tap = None  # type: ignore[attr-defined]  # an instance attribute is tested fastest
 
     @property
     def mirror(self) -> Mirror | None:

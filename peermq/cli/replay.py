@@ -187,7 +187,7 @@ def _info_table(ui: Ui, s: RecordingInfo) -> None:
     state = "complete" if s.complete else "cut short (no index: read to its last whole chunk)"
     ui.line(f"file:      {s.path} ({_tap_view.size_text(s.size)}, {state})")
     if s.library:
-        ui.line(f"library:   {s.library}" + (f", {s.compression}, {s.chunks} chunks"
+        ui.line(f"library:   {s.library}" + (f", {s.compression} chunks: {s.chunks}"
                                             if s.complete else ""))
     rate = (s.messages - 1) / s.duration if s.duration > 0 else 0.0
     ui.line(f"messages:  {s.messages} in {len(s.channels)} topics over {s.duration:.3f}s "
