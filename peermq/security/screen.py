@@ -56,6 +56,8 @@ class Screen:
         self._until = 0.0
         self._seen = 0
         self._counts: dict[tuple[int, int], int] = {}
+        self._done: set[tuple[int, int]] = set()
+        """Connections cut off already: their frames still queued are not blamed again."""
         self.cut = 0
         """Connections cut off so far."""
 
@@ -95,6 +97,7 @@ class Screen:
             sock.__dict__.pop("recv", None)
         self._frame = None
         self._counts.clear()
+        self._done.clear()
         _log.debug("screen.off")
 
     def _blame(self, frame: zmq.Frame) -> None:
@@ -109,12 +112,17 @@ class Screen:
         except OSError:
             return  # the connection is gone already
         source = (fd, inode)
+        if source in self._done:
+            return
         count = self._counts.get(source, 0) + 1
         if len(self._counts) > 1024:
             self._counts.clear()
         self._counts[source] = count
         if count >= self.limit:
             del self._counts[source]
+            if len(self._done) > 1024:
+                self._done.clear()
+            self._done.add(source)
             self._cut(frame, fd, inode, count)
 
     def _cut(self, frame: zmq.Frame, fd: int, inode: int, count: int) -> None:
