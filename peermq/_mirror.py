@@ -15,6 +15,9 @@ are the wire frames as sent (see wire.py); control frames are::
               [endpoint, ...]]
 
 ``state`` is HELLO (answer to a new tap), UPDATE (every ``status_interval``) or BYE (closing).
+
+When the node's discovery runs, the mirror announces itself as a publisher of the reserved
+service ``MIRROR_SERVICE`` on the interfaces that reach its endpoints, so that a tap finds it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from .errors import WireError
 __all__ = [
     "BYE",
     "HELLO",
+    "MIRROR_SERVICE",
     "STATUS",
     "UPDATE",
     "Mirror",
@@ -53,6 +57,8 @@ _log = logging.getLogger(__name__)
 STATUS = b"\xffT"
 """Prefix of the mirror's control frames; a tap subscribes to it last."""
 HELLO, UPDATE, BYE = 0, 1, 2
+MIRROR_SERVICE = "peermq.mirror"
+"""The service name mirrors are announced under (DNS-SD); reserved for them."""
 _VERSION = 1
 _IDLE_WAIT = 1.0
 """Seconds the thread sleeps between checks while no tap is attached."""
@@ -181,9 +187,14 @@ class Mirror:
         name: str,
         options: MirrorOptions,
         alive: Callable[[], object] = lambda: True,
+        discovery: Callable[[], Any] = lambda: None,
     ) -> None:
         self.node, self.name, self.options = node, name, options
         self._alive = alive
+        self._discovery = discovery
+        """The node's Discovery once made, else None: the mirror announces itself there."""
+        self._registration: Any = None
+        self._announced = False
         self._queue: deque[bytes] = deque()
         self._ports: tuple[_Port, ...] = ()
         self._lock = threading.Lock()
@@ -294,6 +305,33 @@ class Mirror:
         with contextlib.suppress(zmq.Again):
             self._xpub.send(frame, zmq.NOBLOCK)
 
+    def _announce(self) -> None:
+        """Once the node's discovery runs: announce this mirror where its endpoints reach."""
+        discovery = self._discovery()
+        if discovery is None or not discovery.running:
+            return
+        self._announced = True
+        from .discovery.attach import _announced_on  # noqa: PLC0415 (discovery is optional)
+        from .discovery.txt import Announcement, PeerKind  # noqa: PLC0415
+
+        bound = {}
+        for itf in discovery.interfaces:
+            where = _announced_on(itf, self.endpoints)
+            if where is not None:
+                bound[itf.name] = where
+        if not bound:
+            if discovery.interfaces:
+                _log.info("mirror.not_announced node=%s endpoints=%s: no discovery interface "
+                          "reaches them (PEERMQ_MIRROR=tcp://0.0.0.0:* makes it tappable from "
+                          "other hosts)", self.node, ",".join(self.endpoints))
+            return
+        self._registration = discovery.announce(
+            Announcement(service=MIRROR_SERVICE, kind=PeerKind.PUBLISHER, node_id=self.node,
+                         node_name=self.name, stream=0, topics=(">",)),
+            bound,
+        )
+        _log.debug("mirror.announced node=%s interfaces=%s", self.node, ",".join(bound))
+
     def _run(self) -> None:
         poller = zmq.Poller()
         poller.register(self._xpub, zmq.POLLIN)
@@ -305,6 +343,8 @@ class Mirror:
                 attached = self._attached.is_set()
                 wait = self.options.drain_interval if attached else _IDLE_WAIT
                 ready = dict(poller.poll(round(wait * 1000)))
+                if not self._announced:
+                    self._announce()
                 if self._wake_r in ready:
                     with contextlib.suppress(OSError):
                         os.read(self._wake_r, 4096)
@@ -325,6 +365,10 @@ class Mirror:
             self._finish()
 
     def _finish(self) -> None:
+        discovery = self._discovery()
+        if self._registration is not None and discovery is not None:
+            with contextlib.suppress(RuntimeError):  # its loop closed meanwhile: goodbyes sent
+                discovery.withdraw(self._registration, self.options.linger)
         with contextlib.suppress(zmq.ZMQError):
             if self._attached.is_set():
                 self._drain()

@@ -135,7 +135,8 @@ class Node:
             try:
                 self._mirror = Mirror(self.context, node=self.id, name=self.name,
                                       options=self._mirror_options,
-                                      alive=_alive(weakref.ref(self)))
+                                      alive=_alive(weakref.ref(self)),
+                                      discovery=_discovery_of(weakref.ref(self)))
             except zmq.ZMQError as exc:
                 _log.warning("mirror.failed node=%s error=%s (this node cannot be tapped)",
                              self.id, exc)
@@ -213,6 +214,16 @@ class Node:
 
 def _alive(ref: weakref.ref[Node]) -> Callable[[], bool]:
     return lambda: ref() is not None
+
+
+def _discovery_of(ref: weakref.ref[Node]) -> Callable[[], Discovery | None]:
+    """The node's discovery once it was made (for the mirror to announce itself there)."""
+
+    def get() -> Discovery | None:
+        node = ref()
+        return None if node is None else node._discovery
+
+    return get
 
 
 def _mirror_from_env(value: str | None) -> MirrorOptions | None:

@@ -11,6 +11,8 @@
     {"type":"node","event":"joined","time":..,"node":"<id>","name":"api-1","host":"h","pid":42,
      "sockets":[{"stream":1,"kind":"pub","service":"","endpoints":["tcp://..."]}]}
     {"type":"node","event":"left","time":..,"node":"<id>","name":"api-1","reason":"closed"}
+    {"type":"node","event":"found","time":..,"node":"<id>","name":"api-1",
+     "endpoint":"tcp://...","source":"mdns"}        (a mirror found by discovery)
     {"type":"topic_stats",..}  {"type":"node_stats",..}   (with --stats)
 """
 
@@ -22,7 +24,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..tap import NodeJoined, NodeLeft, NodeRow, TapGap, TapMessage, TopicRow
+from ..tap import NodeFound, NodeJoined, NodeLeft, NodeRow, TapGap, TapMessage, TopicRow
 from . import _format
 
 __all__ = [
@@ -89,11 +91,15 @@ def gap_line(gap: TapGap) -> Text:
     return text
 
 
-def node_line(event: NodeJoined | NodeLeft) -> Text:
+def node_line(event: NodeFound | NodeJoined | NodeLeft) -> Text:
     text = Text()
     text.append(_format.time_text(event.received), style="dim")
     text.append("  ")
-    if isinstance(event, NodeJoined):
+    if isinstance(event, NodeFound):
+        text.append("~~ node found", style="bold blue")
+        text.append(f"  {_who(event.name, event.node) or event.endpoint}", style="magenta")
+        text.append(f"  (mirror {event.endpoint}, by {event.source})", style="dim")
+    elif isinstance(event, NodeJoined):
         text.append("++ node joined", style="bold green")
         text.append(f"  {_who(event.name, event.node)}", style="magenta")
         text.append(f"  ({event.node} on {event.host}, pid {event.pid})", style="dim")
@@ -144,7 +150,17 @@ def gap_json(gap: TapGap) -> dict[str, object]:
     }
 
 
-def node_json(event: NodeJoined | NodeLeft) -> dict[str, object]:
+def node_json(event: NodeFound | NodeJoined | NodeLeft) -> dict[str, object]:
+    if isinstance(event, NodeFound):
+        return {
+            "type": "node",
+            "event": "found",
+            "time": event.received,
+            "node": event.node,
+            "name": event.name,
+            "endpoint": event.endpoint,
+            "source": event.source,
+        }
     if isinstance(event, NodeJoined):
         return {
             "type": "node",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import select
 import time
 from collections.abc import Sequence
@@ -11,11 +12,14 @@ from typing import IO
 import click
 from rich.live import Live
 
+from ..config import DiscoveryOptions
+from ..discovery import options_from_env
 from ..errors import ConfigError, PeermqError
 from ..node import Node
 from ..tap import (
     Event,
     HeaderTest,
+    NodeFound,
     NodeJoined,
     NodeLeft,
     Recorder,
@@ -121,7 +125,7 @@ class _Show:
                 self.ui.line(_tap_view.gap_line(event))
             else:
                 self.ui.status(_tap_view.gap_line(event))
-        elif isinstance(event, (NodeJoined, NodeLeft)) and self.events:
+        elif isinstance(event, (NodeFound, NodeJoined, NodeLeft)) and self.events:
             if self.mode == "json":
                 self.sink.text(_format.dumps(_tap_view.node_json(event)))
             elif self.mode in ("pretty", "hex"):
@@ -164,6 +168,9 @@ def _header_tests(ctx: click.Context, param: click.Parameter,
 @click.option("-c", "--connect", multiple=True, metavar="ENDPOINT", callback=_mirror_endpoints,
               help="A node's mirror endpoint (repeatable): tcp://HOST:PORT, ipc://PATH, "
                    "HOST:PORT or PORT.")
+@click.option("--discover", is_flag=True,
+              help="Also find mirrors by discovery (mDNS, PEERMQ_PEERS); the default when no "
+                   "--connect is given.")
 @click.option("-x", "--exclude", multiple=True, metavar="PATTERN",
               callback=lambda c, p, v: _params.patterns_callback(c, p, v) if v else (),
               help="Hide topics matching PATTERN (repeatable).")
@@ -207,6 +214,7 @@ def tap(
     ui: Ui,
     patterns: tuple[str, ...],
     connect: list[str],
+    discover: bool,
     exclude: tuple[str, ...],
     headers: list[HeaderTest],
     where: str | None,
@@ -230,10 +238,14 @@ def tap(
 
     Each node has a mirror that copies what it sends (PUB and PUSH alike) only while a tap is
     attached, so a tap steals nothing from pullers and costs nothing when nobody watches.
+    Without --connect, mirrors are found by discovery: those announced on the network (a
+    node announces its mirror when it uses discovery) and static peers of the service
+    'peermq.mirror' in PEERMQ_PEERS.
     Gaps (messages lost on the way) are marked '!! GAP'; nodes joining and leaving '++'/'--'.
     Ctrl-C exits 130; '| head -1' ends it cleanly.
 
     \b
+      peermq tap 'orders.>' --where 'data.total > 100'
       peermq tap --connect 7000 'orders.>' --where 'data.total > 100'
       peermq tap -c 7000 -c 7001 --stats
       peermq tap -c 7000 --json --count 100 > sample.jsonl
@@ -246,11 +258,13 @@ def tap(
     mode = modes[0] if modes else "pretty"
     if nul and mode in ("pretty", "hex"):
         raise click.UsageError("-0 separates records of --json, --raw or --template output")
-    if not connect:
-        raise click.UsageError(
-            "give at least one --connect ENDPOINT: a node's mirror endpoint "
-            "(node.mirror.endpoints, or PEERMQ_MIRROR=ENDPOINT in the node's environment)"
-        )
+    finding: DiscoveryOptions | None = None
+    if discover or not connect:
+        finding = options_from_env(os.environ)
+        if not (finding.mdns or finding.peers or finding.peers_file):
+            raise click.UsageError(
+                "nothing to find mirrors with: PEERMQ_MDNS is off and there are no static "
+                "peers; give --connect ENDPOINT (a node's mirror endpoint)")
     try:
         flt = TapFilter(topics=patterns, exclude=exclude, headers=headers, nodes=nodes,
                         where=where)
@@ -264,8 +278,14 @@ def tap(
     tally = _Tally()
     limits = _Limits(count, timeout, idle)
     try:
-        with Node(name=name, mirror=None) as node, \
+        with Node(name=name, mirror=None, discovery=finding) as node, \
                 Tap(node=node, connect=connect, topics=patterns) as watcher:
+            if finding is not None:
+                watcher.discover(node.discovery)
+                ui.status("looking for mirrors by discovery"
+                          + (" (mDNS" + (f" on {', '.join(finding.interfaces)})"
+                                         if finding.interfaces else ")")
+                             if finding.mdns else " (static peers only)"))
             recorder = Recorder(record, metadata={"topics": " ".join(patterns)}) if record \
                 else None
             try:

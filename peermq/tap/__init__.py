@@ -11,6 +11,7 @@ from .core import KnownNode, TapCore
 from .events import (
     Event,
     LeaveReason,
+    NodeFound,
     NodeJoined,
     NodeLeft,
     NodeStatus,
@@ -31,6 +32,7 @@ __all__ = [
     "HeaderTest",
     "KnownNode",
     "LeaveReason",
+    "NodeFound",
     "NodeJoined",
     "NodeLeft",
     "NodeRow",

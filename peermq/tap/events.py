@@ -11,6 +11,7 @@ from .._mirror import SocketStatus
 __all__ = [
     "Event",
     "LeaveReason",
+    "NodeFound",
     "NodeJoined",
     "NodeLeft",
     "NodeStatus",
@@ -75,6 +76,19 @@ class NodeJoined:
     sockets: tuple[SocketStatus, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class NodeFound:
+    """Discovery found a node's mirror (the tap connects; NodeJoined follows once it answers)."""
+
+    received: float
+    node: str
+    """"" for a static peer (its id comes with its first status)."""
+    name: str
+    endpoint: str
+    source: str
+    """``mdns`` or ``static``."""
+
+
 class LeaveReason(enum.Enum):
     CLOSED = "closed"
     """The node closed its mirror and said goodbye."""
@@ -112,4 +126,4 @@ class NodeStatus:
         return sum(s.mirror_lost for s in self.sockets)
 
 
-Event = TapMessage | TapGap | NodeJoined | NodeLeft | NodeStatus
+Event = TapMessage | TapGap | NodeFound | NodeJoined | NodeLeft | NodeStatus

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..topics import TopicFilter
-from .events import Event, NodeJoined, NodeLeft, NodeStatus, TapGap, TapMessage
+from .events import Event, NodeFound, NodeJoined, NodeLeft, NodeStatus, TapGap, TapMessage
 from .where import Expression
 
 __all__ = ["HeaderTest", "TapFilter", "parse_header_test"]
@@ -106,7 +106,7 @@ class TapFilter:
             return self.message_ok(event)
         if isinstance(event, TapGap):
             return self.topic_ok(event.topic) and self.node_ok(event.node, event.name)
-        if isinstance(event, (NodeJoined, NodeLeft, NodeStatus)):
+        if isinstance(event, (NodeFound, NodeJoined, NodeLeft, NodeStatus)):
             return self.node_ok(event.node, event.name)
         return True
 

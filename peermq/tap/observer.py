@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import zmq
 
@@ -15,7 +16,11 @@ from ..errors import ClosedError, ConfigError
 from ..node import Node
 from ..topics import TopicFilter
 from .core import KnownNode, TapCore
-from .events import Event
+from .events import Event, NodeFound
+
+if TYPE_CHECKING:
+    from ..discovery.peers import PeerInfo
+    from ..discovery.service import Discovery, Watch
 
 __all__ = ["Tap"]
 
@@ -59,6 +64,10 @@ class Tap(SocketBase):
         self._clock = clock
         self._next_expire = 0.0
         self._stopping = False
+        self._pending: list[Event] = []
+        self._watches: list[tuple[Discovery, Watch]] = []
+        self._found: dict[str, PeerInfo] = {}
+        """Mirrors discovery found, by DNS-SD instance."""
         super().__init__(node=node, options=opts, bind=None, connect=connect)
 
     def _setup(self) -> None:
@@ -86,9 +95,54 @@ class Tap(SocketBase):
         """Tell the tap that discovery saw ``node`` leave; returns the NodeLeft, if it was known."""
         return self._tcore.leave(node, self._clock())
 
+    def discover(self, discovery: Discovery) -> None:
+        """Also watch every mirror ``discovery`` finds (announced or static), as they come and go.
+
+        Call it from the owning thread; the discovery thread only posts to this tap.
+        """
+        from .._mirror import MIRROR_SERVICE  # noqa: PLC0415 (discovery is optional)
+        from ..discovery.service import Watch  # noqa: PLC0415
+        from ..discovery.txt import PeerKind  # noqa: PLC0415
+
+        def found(info: PeerInfo) -> None:  # on the discovery thread
+            self.call_soon(lambda: self._mirror_found(info))
+
+        def lost(instance: str, reason: str) -> None:  # on the discovery thread
+            self.call_soon(lambda: self._mirror_lost(instance))
+
+        discovery.start()
+        watch = Watch(MIRROR_SERVICE, PeerKind.PUBLISHER, found, lost, probes=False)
+        discovery.add_watch(watch)
+        self._watches.append((discovery, watch))
+
+    def _mirror_found(self, info: PeerInfo) -> None:
+        old = self._found.get(info.instance)
+        if old is not None and old.endpoint == info.endpoint:
+            return
+        if old is not None:
+            self.disconnect(old.endpoint)
+        self._found[info.instance] = info
+        self.connect(info.endpoint)
+        self._pending.append(NodeFound(self._clock(), info.node_id, info.node_name,
+                                       info.endpoint, info.source.value))
+
+    def _mirror_lost(self, instance: str) -> None:
+        info = self._found.pop(instance, None)
+        if info is None:
+            return
+        self.disconnect(info.endpoint)
+        if info.node_id:
+            self._pending.extend(self.node_gone(info.node_id))
+
+    def close(self) -> int:
+        for discovery, watch in self._watches:
+            discovery.remove_watch(watch)
+        self._watches.clear()
+        return super().close()
+
     def _take(self, sock: zmq.Socket[bytes]) -> list[Event]:
         accept, clock = self._tcore.accept, self._clock
-        events: list[Event] = []
+        events, self._pending = self._pending, []
         for _ in range(_BURST):
             try:
                 frame = sock.recv(zmq.NOBLOCK)

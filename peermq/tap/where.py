@@ -11,8 +11,10 @@ the functions listed in ``FUNCTIONS`` can be called. Examples::
 
 Names: ``FIELDS`` (the message's fields); ``true``, ``false`` and ``null`` as in JSON. ``a.b``
 and ``a["b"]`` read key ``b`` of a map; ``a[0]`` reads an element of a list. A key or element
-that is not there, or an operation on the wrong types (``"a" < 1``), makes the whole expression
-false for that message rather than an error: a filter never stops the tap.
+that is not there, or an operation on the wrong types (``"a" < 1``), is never an error: a
+comparison that involves one is false, and where a truth value is needed (``and``, ``or``,
+``not``, the whole expression) it counts as false. So ``not data.vip`` holds for a message
+without ``vip``, and a filter never stops the tap.
 """
 
 from __future__ import annotations
@@ -164,6 +166,18 @@ _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
 }
 
 
+def _truth(fn: Fn) -> Callable[[TapMessage], bool]:
+    """``fn`` as a truth value: what cannot be evaluated counts as false."""
+
+    def truth(m: TapMessage) -> bool:
+        try:
+            return bool(fn(m))
+        except _FAILS:
+            return False
+
+    return truth
+
+
 class _Compiler:
     def __init__(self, text: str) -> None:
         self.text = text
@@ -190,7 +204,7 @@ class _Compiler:
             base, index = self.compile(node.value), self.compile(node.slice)
             return lambda m: _get(base(m), index(m))
         if isinstance(node, ast.BoolOp):
-            parts = [self.compile(v) for v in node.values]
+            parts = [_truth(self.compile(v)) for v in node.values]
             if isinstance(node.op, ast.And):
                 return lambda m: all(p(m) for p in parts)
             return lambda m: any(p(m) for p in parts)
@@ -208,7 +222,7 @@ class _Compiler:
             items = [self.compile(e) for e in node.elts]
             return lambda m: [f(m) for f in items]
         if isinstance(node, ast.IfExp):
-            test, yes = self.compile(node.test), self.compile(node.body)
+            test, yes = _truth(self.compile(node.test)), self.compile(node.body)
             no = self.compile(node.orelse)
             return lambda m: yes(m) if test(m) else no(m)
         if isinstance(node, ast.Call):
@@ -227,7 +241,8 @@ class _Compiler:
     def unary(self, node: ast.UnaryOp) -> Fn:
         operand = self.compile(node.operand)
         if isinstance(node.op, ast.Not):
-            return lambda m: not operand(m)
+            truth = _truth(operand)
+            return lambda m: not truth(m)
         if isinstance(node.op, ast.USub):
             return lambda m: -_number(operand(m))
         if isinstance(node.op, ast.UAdd):
@@ -240,12 +255,15 @@ class _Compiler:
         rest = [self.compile(c) for c in node.comparators]
 
         def run(m: TapMessage) -> bool:
-            left = first(m)
-            for op, f in zip(ops, rest, strict=True):
-                right = f(m)
-                if not op(left, right):
-                    return False
-                left = right
+            try:
+                left = first(m)
+                for op, f in zip(ops, rest, strict=True):
+                    right = f(m)
+                    if not op(left, right):
+                        return False
+                    left = right
+            except _FAILS:
+                return False  # a comparison with something that is not there is false
             return True
 
         return run

@@ -1,11 +1,12 @@
 """A sending peer for the tap tests, run as its own process.
 
-    python tap_peer.py pub|push TOPIC COUNT [--payloads] [--forever]
+    python tap_peer.py pub|push TOPIC COUNT [--payloads] [--forever] [--service NAME]
 
 Prints ``ready MIRROR_ENDPOINT DATA_ENDPOINT``; on a ``go`` line from stdin it waits for its
 first subscriber (pub) or puller (push), sends COUNT messages on TOPIC and prints ``sent N``.
 With --forever it sends one message every 5 ms from the start instead, until stdin has a line
-or closes (at most 60 s), then prints ``sent N``. It exits when stdin closes.
+or closes (at most 60 s), then prints ``sent N``. It exits when stdin closes. With --service the socket uses discovery (and so its node
+announces its mirror).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def main() -> None:
     kind, topic, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     fancy = "--payloads" in sys.argv
     cls = peermq.Publisher if kind == "pub" else peermq.Pusher
-    with cls(bind="tcp://127.0.0.1:*") as sock:
+    service = sys.argv[sys.argv.index("--service") + 1] if "--service" in sys.argv else None
+    with cls(bind="tcp://127.0.0.1:*", service=service) as sock:
         mirror = sock.node.mirror
         assert mirror is not None
         print("ready", mirror.endpoints[0], sock.endpoints[0], flush=True)

@@ -14,16 +14,21 @@ from peermq.cli import cli
 from peermq.tap import Recorder, TapMessage
 
 
+NO_MDNS = {"PEERMQ_MDNS": "off", "PEERMQ_PEERS": "", "PEERMQ_PEERS_FILE": ""}
+"""Never multicast from a unit test: without --connect the tap would start discovery."""
+
+
 def run(*args: str) -> tuple[Result, str]:
     out = io.StringIO()
-    result = CliRunner().invoke(cli, list(args), obj=Console(file=out, width=100))
+    result = CliRunner().invoke(cli, list(args), obj=Console(file=out, width=100), env=NO_MDNS)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result, out.getvalue()
 
 
 @pytest.mark.parametrize("args, message", [
-    ((), "give at least one --connect ENDPOINT"),
+    ((), "nothing to find mirrors with: PEERMQ_MDNS is off"),
+    (("--discover", "-c", "7000"), "nothing to find mirrors with"),
     (("-c", "7000", "--json", "--raw"), "--json and --raw contradict"),
     (("-c", "7000", "--hex", "--template", "{seq}"), "--hex and --template contradict"),
     (("-c", "7000", "-0"), "-0 separates records"),
