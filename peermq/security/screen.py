@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -49,7 +50,7 @@ class Screen:
 
     def __init__(self, owner: Receiver, limit: int, clock: Callable[[], float] = time.monotonic
                  ) -> None:
-        self.owner = owner
+        self._owner = weakref.ref(owner)  # the socket holds this screen, not the reverse
         self.limit = limit
         self._clock = clock
         self._frame: zmq.Frame | None = None
@@ -61,13 +62,17 @@ class Screen:
         self.cut = 0
         """Connections cut off so far."""
 
+    def _sock(self) -> zmq.Socket[bytes] | None:
+        owner = self._owner()
+        return None if owner is None else owner._sock
+
     @property
     def screening(self) -> bool:
-        sock = self.owner._sock
+        sock = self._sock()
         return sock is not None and "recv" in sock.__dict__
 
     def on_malformed(self) -> None:
-        sock = self.owner._sock
+        sock = self._sock()
         if sock is None:
             return
         self._until = self._clock() + SCREEN_TIME
@@ -92,7 +97,7 @@ class Screen:
             self._blame(frame)
 
     def stop(self) -> None:
-        sock = self.owner._sock
+        sock = self._sock()
         if sock is not None:
             sock.__dict__.pop("recv", None)
         self._frame = None
@@ -152,10 +157,13 @@ class Screen:
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
                 action = "closed"
+        owner = self._owner()
+        if owner is None:
+            return
         if endpoint is not None:
             with contextlib.suppress(Exception):
-                self.owner.disconnect(endpoint)
-        sec = self.owner._security
+                owner.disconnect(endpoint)
+        sec = owner._security
         banned = ""
         if endpoint is None and sec is not None and user:
             sec.ban(key=user.encode())
@@ -170,7 +178,8 @@ class Screen:
     def _connected_to(self, peer: str | None) -> str | None:
         if not peer:
             return None
-        for endpoint in self.owner._connects:
+        owner = self._owner()
+        for endpoint in owner._connects if owner is not None else ():
             if endpoint == peer or reported_endpoint(endpoint) == peer:
                 return endpoint
         return None
