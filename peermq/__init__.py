@@ -6,11 +6,14 @@ import logging
 
 from ._version import __version__
 from .config import (
+    AckMode,
+    Fsync,
     HeaderMatch,
     MirrorOptions,
     OnFull,
     SecurityOptions,
     SocketOptions,
+    SpoolOptions,
     TrustPolicy,
 )
 from .errors import (
@@ -24,19 +27,23 @@ from .errors import (
     SendTimeoutError,
     SpoolError,
     SpoolFullError,
+    SpoolLockedError,
     TopicError,
     WireError,
 )
-from .message import Gap, Message, SocketStats
+from .message import Delivery, Gap, Message, SocketStats
 from .node import Node
 from .sockets import Publisher, Puller, Pusher, Subscriber
 from .topics import topic_matches
 
 __all__ = [
+    "AckMode",
     "ClosedError",
     "ConfigError",
+    "Delivery",
     "DiscoveryError",
     "EncodeError",
+    "Fsync",
     "Gap",
     "HeaderMatch",
     "Message",
@@ -55,6 +62,8 @@ __all__ = [
     "SocketStats",
     "SpoolError",
     "SpoolFullError",
+    "SpoolLockedError",
+    "SpoolOptions",
     "Subscriber",
     "TopicError",
     "TrustPolicy",

@@ -151,13 +151,13 @@ class LinkPeers:
             raise
         return True
 
-    def greet(self, now: float, *, force: bool = False) -> None:
-        """Say HELLO to connected endpoints that have no peer yet (their pipe may be up)."""
+    def greet(self, now: float, *, force: bool = False, everyone: bool = False) -> None:
+        """Say HELLO to connected endpoints that have no peer yet (or to all, ``everyone``)."""
         if not force and now < self._next_hello:
             return
         self._next_hello = now + HELLO_RETRY
         for alias in self.aliases:
-            if alias not in self.peers:
+            if everyone or alias not in self.peers:
                 self.send_hello(alias, reply=False)
 
     def next_greeting(self) -> float | None:
@@ -186,7 +186,9 @@ class LinkPeers:
             elif event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 handshake = True
         if handshake:
-            self.greet(time.monotonic(), force=True)
+            # a new connection: to a new peer, perhaps one whose predecessor's HELLO was read
+            # after its disconnection (a stale peer); HELLO again to all, it is idempotent
+            self.greet(time.monotonic(), force=True, everyone=True)
         return gone
 
     def drop(self, rid: bytes) -> Peer | None:

@@ -29,11 +29,11 @@ from .spool import _records as rec
 from .spool import link
 from .spool.dedup import DedupStore, DedupWindow
 
-__all__ = ["SpoolReceiving"]
+__all__ = ["IDLE_WAKE", "SpoolReceiving"]
 
 _log = logging.getLogger("peermq.spool")
 _INPUT_PER_PUMP = 256
-_IDLE_WAKE = 0.5
+IDLE_WAKE = 0.5
 """Longest wait between looks at the monitor and HELLO retries while the owner waits."""
 
 # kinds of settled entries queued for the next flush
@@ -71,7 +71,7 @@ class SpoolReceiving(PullerBase):
             self._store.window if self._store is not None
             else DedupWindow(self._sopts.dedup_window, self._sopts.dedup_max)
         )
-        self._ready: deque[Delivery] = deque()
+        self._queue: deque[Delivery] = deque()
         self._held: dict[tuple[str, int], int] = {}
         self._settled: deque[tuple[int, str, int, int]] = deque()
         self._auto: list[Delivery] = []
@@ -151,12 +151,12 @@ class SpoolReceiving(PullerBase):
         if self._spools.get(spool) == peer.rid:
             del self._spools[spool]
         keep: deque[Delivery] = deque()
-        for msg in self._ready:
+        for msg in self._queue:
             if msg._link == peer.rid:
                 self._held.pop((msg.spool_id, msg.spool_seq), None)
             else:
                 keep.append(msg)
-        self._ready = keep
+        self._queue = keep
 
     def _deliveries(self, frames: list[zmq.Frame]) -> None:
         rid = frames[0].bytes
@@ -183,11 +183,13 @@ class SpoolReceiving(PullerBase):
                 continue
             msg = self._decode(bytes(data[start:end]), kind)
             if msg is None:
+                # it can never be handled here: to the sender's dead letters with it
+                self._settled.append((_REJECT, spool, seq, crc))
                 continue
             msg.spool_id, msg.spool_seq, msg.deliveries = spool, seq, count
             msg._settler, msg._crc, msg._link = self, crc, rid
             held[key] = crc
-            self._ready.append(msg)
+            self._queue.append(msg)
 
     def _decode(self, frame: bytes, kind: int) -> Delivery | None:
         if kind != rec.Kind.MESSAGE:
@@ -217,11 +219,11 @@ class SpoolReceiving(PullerBase):
     # -- handing out and settling
     def _take(self) -> Delivery | None:
         """The next message if one is ready (after taking in what arrived)."""
-        if not self._ready:
+        if not self._queue:
             self._pump()
-        if not self._ready:
+        if not self._queue:
             return None
-        msg = self._ready.popleft()
+        msg = self._queue.popleft()
         self.received += 1
         return msg
 
@@ -230,7 +232,8 @@ class SpoolReceiving(PullerBase):
         if msg._settler is None:
             return
         msg._settler = None
-        self._held.pop((msg.spool_id, msg.spool_seq), None)
+        # it stays in _held until _flush has put it in the window: a copy that arrives
+        # meanwhile is dropped, not handed out again
         kind = _ACK if ack else (_REQUEUE if requeue else _REJECT)
         self._settled.append((kind, msg.spool_id, msg.spool_seq, msg._crc))
         if self._waiting:
@@ -278,6 +281,10 @@ class SpoolReceiving(PullerBase):
                 for spool, pairs in handled.items():
                     for seq, crc in pairs:
                         add(spool, seq, crc)
+        held = self._held
+        for kind, spool, seq, _ in items:
+            if kind != _ACK_AGAIN:
+                held.pop((spool, seq), None)
         for spool, seqs in acks.items():
             rid = self._spools.get(spool)
             if rid is not None:
@@ -295,7 +302,7 @@ class SpoolReceiving(PullerBase):
         left = _zmq.deadline_left(end)
         if left == 0.0:
             return False
-        wait = _IDLE_WAKE if left is None else min(left, _IDLE_WAKE)
+        wait = IDLE_WAKE if left is None else min(left, IDLE_WAKE)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         if self._monitor is not None:
@@ -311,8 +318,8 @@ class SpoolReceiving(PullerBase):
         return True
 
     def _discard_unread(self) -> int:
-        count = len(self._ready)
-        self._ready.clear()
+        count = len(self._queue)
+        self._queue.clear()
         return count
 
     def close(self) -> int:

@@ -188,8 +188,7 @@ class SpoolSending(PusherBase):
         """Messages stored and not acknowledged yet (nor dead-lettered)."""
         return self._spool.stats().pending
 
-    def flush(self) -> int:
-        """Make everything stored so far durable; returns the spool's durable seq."""
+    def _flush_now(self) -> int:
         self._live()
         return self._spool.sync()
 

@@ -71,6 +71,10 @@ class SpooledPusher(SpoolSending, Pusher):
             with self._cond:
                 self._cond.wait(min(0.05, max(0.0, end - time.monotonic())))
 
+    def flush(self) -> int:
+        """Make everything stored so far durable; returns the spool's durable seq."""
+        return self._flush_now()
+
     def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Block until ``n`` pullers are linked (said HELLO); TimeoutError if not."""
         self._wait_for(lambda: self.peers >= n, timeout, f"{self.peers} of {n} pullers")

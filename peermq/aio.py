@@ -10,7 +10,7 @@ import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import zmq
 
@@ -145,7 +145,14 @@ class Publisher(PublisherBase, _Sending):
 
 
 class Pusher(PusherBase, _Sending):
-    """Pipeline sender (asyncio)."""
+    """Pipeline sender (asyncio); with ``spool="dir"``, at-least-once (docs/spool.md)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Pusher:
+        if cls is Pusher and kwargs.get("spool") is not None:
+            from ._spooled_aio import SpooledPusher  # noqa: PLC0415 (it subclasses Pusher)
+
+            return super().__new__(SpooledPusher)
+        return super().__new__(cls)
 
     async def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Wait until ``n`` pullers are connected; TimeoutError if not."""
@@ -238,7 +245,14 @@ class Subscriber(SubscriberBase, _Receiving):
 
 
 class Puller(PullerBase, _Receiving):
-    """Pipeline receiver (asyncio)."""
+    """Pipeline receiver (asyncio); with ``spool=`` or ``ack=``, it acknowledges."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Puller:
+        if cls is Puller and (kwargs.get("spool") is not None or kwargs.get("ack") is not None):
+            from ._spooled_aio import SpooledPuller  # noqa: PLC0415 (it subclasses Puller)
+
+            return super().__new__(SpooledPuller)
+        return super().__new__(cls)
 
     async def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Wait until ``n`` pushers are connected; TimeoutError if not."""

@@ -14,6 +14,7 @@ from .demo.command import demo
 from .keys import keys
 from .pub import pub
 from .replay import info, replay
+from .spool import spool
 from .sub import sub
 from .tap import tap
 
@@ -71,6 +72,7 @@ cli.add_command(keys)
 cli.add_command(tap)
 cli.add_command(replay)
 cli.add_command(info)
+cli.add_command(spool)
 
 
 def main() -> None:

@@ -118,7 +118,7 @@ class DirLock:
             os.close(fd)
             who = f"process {pid}" if pid is not None else "another process"
             if pid == os.getpid():
-                who = f"this process ({pid}): another spool object has it open"
+                who += " (this one: another spool object has it open)"
             raise SpoolLockedError(
                 f"spool {os.path.dirname(self.path)} is in use by {who}", pid=pid
             ) from None

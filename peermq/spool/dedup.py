@@ -135,6 +135,10 @@ class DedupStore:
         self.log.append(bodies)
         if self.options.fsync is Fsync.BATCH:
             self.log.sync()
+        add = self.window.add
+        for spool_id, items in handled.items():
+            for seq, crc in items:
+                add(spool_id, seq, crc, now)
         self._retire(now)
 
     def _retire(self, now: float) -> None:

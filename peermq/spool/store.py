@@ -20,7 +20,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,7 +154,9 @@ class Spool:
         unacked = [(int(s), int(n)) for s, n in ck.get("unacked", ()) if int(s) >= first]
         self.deliveries = Deliveries(opts, cursor=max(cursor, first), unacked=unacked,
                                      now=self._clock())
-        self._dead_count = self.dead.recovery.records
+        self._requeued_path = os.path.join(self.path, "dead", "requeued")
+        self._requeued = self._load_requeued()
+        self._dead_count = sum(1 for s, _ in self._dead_records() if s not in self._requeued)
         self._saved: Any = None
         self._last_checkpoint = self._clock()
         if not self.recovery.clean:
@@ -207,6 +209,54 @@ class Spool:
         self.deliveries.dead += len(bodies)
         return len(bodies)
 
+    def _load_requeued(self) -> set[int]:
+        try:
+            got = read_small(self._requeued_path)
+        except SpoolError as exc:  # then they may be requeued twice: at least once still
+            _log.warning("spool.requeued_damaged path=%s error=%s", self.path, exc)
+            return set()
+        return {int(s) for s in got} if isinstance(got, list) else set()
+
+    def _dead_records(self) -> Iterator[tuple[int, bytes]]:
+        """(dead seq, body) of every dead letter held (requeued ones too)."""
+        seq, last = self.dead.first_seq(), self.dead.last_seq
+        while seq <= last:
+            data, found = self.dead.read(seq, last, 1 << 20)
+            if not found:
+                return
+            for s, off in found:
+                yield s, data[off + rec.HEADER : off + rec.record_length(data, off)]
+            seq = found[-1][0] + 1
+
+    def requeue(self, seqs: Collection[int] | None = None) -> int:
+        """Put dead letters back in the queue as new messages: all, or those of these seqs.
+
+        They are durable in the log before they leave the dead letters; a crash in between
+        can requeue one twice, never lose it. Returns how many were requeued.
+        """
+        chosen: list[int] = []
+        frames: list[bytes] = []
+        for dseq, body in self._dead_records():
+            if dseq in self._requeued:
+                continue
+            seq, _, _, _, frame = msgpack.unpackb(body, raw=False)
+            if seqs is None or seq in seqs:
+                chosen.append(dseq)
+                frames.append(frame)
+        if not frames:
+            return 0
+        self.log.append(frames)
+        self.log.sync()
+        self._requeued.update(chosen)
+        self._dead_count -= len(chosen)
+        if self._dead_count == 0:
+            self.dead.roll()
+            self.dead.delete_before(self.dead.next_seq)
+            self._requeued = set()
+        write_atomic(self._requeued_path, sorted(self._requeued))
+        _log.info("spool.requeued path=%s count=%d", self.path, len(frames))
+        return len(frames)
+
     def checkpoint(self, *, force: bool = False) -> bool:
         """Write the delivery state (atomically) if it changed and it is time; then retain."""
         now = self._clock()
@@ -215,12 +265,16 @@ class Spool:
         self._last_checkpoint = now
         cursor, unacked = self.deliveries.snapshot()
         state = (cursor, unacked)
-        if state != self._saved:
-            write_atomic(self._checkpoint_path, {
-                "id": self.id, "cursor": cursor, "unacked": unacked, "time": time.time(),
-            }, sync=self.options.fsync is not Fsync.NEVER)
-            self._saved = state
-        self.retain()
+        try:
+            if state != self._saved:
+                write_atomic(self._checkpoint_path, {
+                    "id": self.id, "cursor": cursor, "unacked": unacked, "time": time.time(),
+                }, sync=self.options.fsync is not Fsync.NEVER)
+                self._saved = state
+        finally:
+            # deleting acknowledged segments needs no checkpoint (a restart without one
+            # only delivers again what is left), and it is what frees a full disk
+            self.retain()
         return True
 
     def retain(self) -> int:
@@ -267,6 +321,9 @@ class Spool:
             if self.log.failed is None:
                 self.log.sync()
                 self.checkpoint(force=True)
+        except SpoolError as exc:
+            # what was stored is safe; acks since the last checkpoint come back as redeliveries
+            _log.error("spool.close_checkpoint_failed path=%s error=%s", self.path, exc)
         finally:
             self.log.close()
             self.dead.close()

@@ -1,0 +1,200 @@
+"""asyncio shells of the spooled sockets: what ``peermq.aio.Pusher(spool=...)`` and
+``peermq.aio.Puller(spool=...)`` (or ``ack=...``) construct. The same non-blocking halves as the
+blocking shells (_spool_send.py, _spool_recv.py); only the waiting differs.
+
+The spooled pusher's link thread does the delivering; waits for room, peers and acks here are
+short polls of what that thread updates, so nothing blocks the event loop for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+
+import zmq
+
+from . import _zmq, wire
+from ._kinds import deadline
+from ._spool_recv import IDLE_WAKE, SpoolReceiving
+from ._spool_send import SpoolSending
+from .aio import Puller, Pusher
+from .config import AckMode
+from .errors import ClosedError, SpoolError, SpoolFullError
+from .message import Delivery, Message
+
+__all__ = ["SpooledPuller", "SpooledPusher"]
+
+_POLL = 0.005
+_CHUNK = 4096
+
+
+class SpooledPusher(SpoolSending, Pusher):
+    """``aio.Pusher(spool=...)``: at-least-once delivery; see docs/spool.md."""
+
+    async def send(
+        self, topic: str, data: object, headers: Mapping[str, str] | None = None
+    ) -> bool:
+        """Store one message in the spool; as the blocking ``send``. Always True."""
+        await self._put([(topic, data)], wire.check_headers(headers) if headers else None)
+        return True
+
+    async def send_many(
+        self, messages: Iterable[tuple[str, object]], headers: Mapping[str, str] | None = None
+    ) -> int:
+        """Store ``(topic, data)`` pairs, one write for many; returns how many were stored."""
+        hdrs = wire.check_headers(headers) if headers else None
+        stored = 0
+        chunk: list[tuple[str, object]] = []
+        for item in messages:
+            chunk.append(item)
+            if len(chunk) >= _CHUNK:
+                await self._put(chunk, hdrs)
+                stored, chunk = stored + len(chunk), []
+        if chunk:
+            await self._put(chunk, hdrs)
+            stored += len(chunk)
+        return stored
+
+    async def _put(self, messages: list[tuple[str, object]], headers: dict[str, str] | None
+                   ) -> None:
+        self._live()
+        frames = self._encode_many(messages, headers)
+        end = time.monotonic() + self._sopts.full_timeout
+        while True:
+            try:
+                self._store(frames)
+                return
+            except SpoolFullError:
+                if time.monotonic() >= end:
+                    self._unencode(messages)
+                    raise
+            except BaseException:
+                self._unencode(messages)
+                raise
+            await asyncio.sleep(_POLL)
+
+    async def flush(self) -> int:
+        """Make everything stored so far durable; returns the spool's durable seq."""
+        return self._flush_now()
+
+    async def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
+        """Wait until ``n`` pullers are linked (said HELLO); TimeoutError if not."""
+        await self._until(lambda: self.peers >= n, timeout, f"{self.peers} of {n} pullers")
+        return self.peers
+
+    async def wait_for_acks(self, timeout: float | None = 5.0) -> None:
+        """Wait until every message stored so far is acknowledged (or dead-lettered)."""
+        await self._until(lambda: self.pending() == 0, timeout,
+                          "messages still unacknowledged")
+
+    async def _until(self, ready: Callable[[], bool], timeout: float | None, what: str) -> None:
+        end = deadline(timeout)
+        while not ready():
+            if self._error is not None:
+                raise SpoolError(f"the spool's link thread failed: {self._error}")
+            if self._sock is None:
+                raise ClosedError(f"{type(self).__name__} is closed")
+            if _zmq.deadline_left(end) == 0.0:
+                raise TimeoutError(f"{what} after {timeout}s")
+            await asyncio.sleep(_POLL)
+
+
+class SpooledPuller(SpoolReceiving, Puller):
+    """``aio.Puller(spool=...)`` or ``aio.Puller(ack=...)``: receives with acks."""
+
+    async def recv(self, timeout: float | None = None) -> Delivery:
+        """The next message; as the blocking ``recv``."""
+        if self._inbox:
+            self._run_inbox()
+        self._ack_auto()
+        msg = self._take()
+        end: float | None = None
+        started = False
+        while msg is None:
+            self._flush()
+            if not started:
+                started, end = True, deadline(timeout)
+            left = _zmq.deadline_left(end)
+            if left == 0.0:
+                raise TimeoutError(f"no message within {timeout}s")
+            wake = time.monotonic() + (IDLE_WAKE if left is None else min(left, IDLE_WAKE))
+            self._waiting = True
+            try:
+                await self._ready(self._live(), zmq.POLLIN, wake)
+            finally:
+                self._waiting = False
+            msg = self._take()
+        return self._hand_out(msg)
+
+    async def recv_many(self, max_count: int = 1024, timeout: float | None = None
+                        ) -> list[Message]:
+        """Everything ready now, up to ``max_count``; waits like ``recv`` only if nothing is."""
+        out: list[Message] = [await self.recv(timeout)]
+        while len(out) < max_count:
+            msg = self._take()
+            if msg is None:
+                break
+            out.append(self._hand_out(msg))
+        return out
+
+    async def consume(
+        self,
+        handler: Callable[[Delivery], object | Awaitable[object]],
+        *,
+        count: int | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Call ``handler`` (plain or async) for each message; in AckMode.AUTO ack it when it
+        returns; a handler's exception nacks the message and propagates."""
+        end = deadline(timeout)
+        handled = 0
+        self._stopping = False
+        while not self._stopping and (count is None or handled < count):
+            left = _zmq.deadline_left(end)
+            if left == 0.0:
+                break
+            try:
+                msg = await self.recv(timeout=0.2 if left is None else min(left, 0.2))
+            except TimeoutError:
+                continue
+            try:
+                result = handler(msg)
+                if inspect.isawaitable(result):
+                    await result
+            except BaseException:
+                msg.nack(requeue=True)
+                raise
+            if self.ack_mode is AckMode.AUTO:
+                msg.ack()
+            handled += 1
+        return handled
+
+    async def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
+        """Wait until ``n`` spooled pushers are linked (said HELLO); TimeoutError if not."""
+        end = deadline(timeout)
+        while self.peers < n:
+            self._flush()
+            left = _zmq.deadline_left(end)
+            if left == 0.0:
+                raise TimeoutError(f"{len(self._links.peers)} of {n} pushers after {timeout}s")
+            wake = time.monotonic() + (IDLE_WAKE if left is None else min(left, IDLE_WAKE))
+            await self._ready(self._live(), zmq.POLLIN, wake)
+        return len(self._links.peers)
+
+    async def flush_acks(self) -> None:
+        """Send the acknowledgements gathered so far now."""
+        self._live()
+        self._flush()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self._auto.clear()  # the block failed: what it was given was not handled
+        await self.aclose()
