@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 
 import pytest
+
+from .lab import Lab, can_make_namespaces
 
 REASON = "needs a private network namespace: run scripts/test.sh (root or user namespaces)"
 
@@ -28,3 +31,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "tests/network" in str(item.fspath):
             item.add_marker(skip)
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    """Hosts on switches, made for this test and removed after it (see lab.py)."""
+    if not can_make_namespaces():
+        pytest.skip("needs root in the test namespace to make hosts (ip netns add)")
+    with Lab() as made:
+        yield made
