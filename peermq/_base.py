@@ -95,6 +95,8 @@ class SocketBase:
             _zmq.configure(sock, self._kind, options, welcome or self._welcome(),
                            self._on_full())
             self._sock = sock
+            self._send_raw = _zmq.raw_send(sock)
+            self._recv_raw = _zmq.raw_recv(sock)
             self._monitor: zmq.Socket[bytes] | None = None
             self._peers = 0
             if self._security is not None:

@@ -8,6 +8,10 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import msgpack
 
 from . import wire
 from .config import HeaderMatch, SocketOptions
@@ -21,6 +25,19 @@ _log = logging.getLogger("peermq")
 
 GapHandler = Callable[[Gap], None]
 _TOPIC_CACHE_MAX = 4096
+_V = bytes([wire.VERSION])
+_new = tuple.__new__
+_unpackb = msgpack.unpackb
+_packb = msgpack.packb
+_ARRAY4 = b"\x94"
+_SINGLE_HEAD = bytes([0, wire.VERSION, 0x97, wire.SINGLE])
+
+
+class _Bad:
+    """Marks a topic that is not valid UTF-8 (counted as malformed, not as filtered)."""
+
+
+_BAD = _Bad()
 
 
 class SendCore:
@@ -108,11 +125,16 @@ class ReceiveCore:
         self._headers_ok = _header_matcher(headers, match)
         self.on_gap = on_gap
         self.track_gaps = track_gaps
+        self._any_seq = not track_gaps
         self.pending: deque[Message] = deque()
         self.outbox: list[bytes] = []
         """Frames to send upstream (gap reports); the shell flushes them."""
         self.publishers: dict[tuple[str, int], str] = {}
         self._topic_cache: dict[bytes, str | None] = {}
+        self._fast: dict[bytes, list[Any]] = {}
+        self._hot: list[Any] | None = None
+        """The fast entry used last (pub/sub only): tried first, by the frame's prefix bytes."""
+        """raw topic -> [node, stream, next seq, topic]: the stream last seen on that topic."""
         self._next: dict[tuple[str, int, bytes], int] = {}
         self.received = 0
         self.gaps = 0
@@ -144,7 +166,8 @@ class ReceiveCore:
         if self.on_malformed is not None:
             self.on_malformed()
 
-    def _topic(self, raw: bytes) -> str | None:
+    def _topic(self, raw: bytes) -> str | _Bad | None:
+        """The topic if the filter takes it, None if not, _BAD if it is not a topic at all."""
         cache = self._topic_cache
         if len(cache) >= _TOPIC_CACHE_MAX:
             cache.clear()
@@ -152,7 +175,7 @@ class ReceiveCore:
             topic: str | None = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             self._bad("topic", exc)
-            return None
+            return _BAD
         if self.topics is not None and topic is not None and not self.topics.matches(topic):
             topic = None
         cache[raw] = topic
@@ -182,7 +205,73 @@ class ReceiveCore:
                 _log.exception("on_gap handler failed")
 
     def accept(self, frame: bytes) -> Message | None:
-        """Take one frame; return the first message it yields (more go to ``pending``)."""
+        """Take one frame; return the first message it yields (more go to ``pending``).
+
+        The fast path serves the common case, the next message of the stream last seen on
+        its topic, with no headers: everything it skips (topic decoding and filtering, the
+        stream lookup) is what the slow path proved for that stream already.
+        """
+        hot = self._hot
+        if hot is not None and frame.startswith(hot[4]):
+            # same topic and stream as last time: the 7-array's first four fields are known,
+            # so decode only the other four (the prefix already holds the 0x97 array header)
+            try:
+                rest = _unpackb(_ARRAY4 + frame[hot[5] :], strict_map_key=False)
+            except Exception:
+                rest = None
+            if rest is not None:
+                seq, ts, headers, payload = rest
+                if (
+                    (seq == hot[2] or (self._any_seq and seq > 0))
+                    and headers is None
+                    and type(seq) is int
+                    and type(ts) is float
+                    and not (
+                        (type(payload) is list or type(payload) is dict)
+                        and wire.too_deep(payload, frame, self.limits.max_depth)
+                    )
+                ):
+                    hot[2] = seq + 1
+                    self.received += 1
+                    return _new(Message, (hot[3], payload, NO_HEADERS, hot[0], hot[1], seq, ts))
+        i = frame.find(0)
+        if i > 0:
+            fast = self._fast.get(frame[:i])
+            if fast is not None and frame[i + 1 : i + 2] == _V:
+                try:
+                    env = _unpackb(frame[i + 2 :], raw=False, strict_map_key=False, timestamp=0)
+                except Exception:
+                    env = None
+                if type(env) is list and len(env) == 7:
+                    kind, node, stream, seq, ts, headers, payload = env
+                    if (
+                        kind == 0
+                        and headers is None
+                        and node == fast[0]
+                        and stream == fast[1]
+                        and type(seq) is int
+                        and (seq == fast[2] or (not self.track_gaps and seq > 0))
+                        and type(ts) is float
+                        and not (
+                            (type(payload) is list or type(payload) is dict)
+                            and wire.too_deep(payload, frame, self.limits.max_depth)
+                        )
+                    ):
+                        fast[2] = seq + 1
+                        self._hot = fast
+                        self.received += 1
+                        return _new(Message, (fast[3], payload, NO_HEADERS, node, stream, seq, ts))
+        return self._accept_slow(frame)
+
+    def _flush_fast(self) -> None:
+        """Write the fast path's sequence state back to the slow path's table."""
+        for raw, (node, stream, nxt, *_) in self._fast.items():
+            self._next[(node, stream, raw)] = nxt
+        self._fast.clear()
+        self._hot = None
+
+    def _accept_slow(self, frame: bytes) -> Message | None:
+        self._hot = None  # the tables below may change under it
         if not frame:
             self._bad("empty", WireError("empty frame"))
             return None
@@ -194,38 +283,52 @@ class ReceiveCore:
         except WireError as exc:
             self._bad("decode", exc)
             return None
-        kind, node, stream, seq, ts, headers, payload = env
-        count = 1 if kind == wire.SINGLE else len(payload)
-        if self.track_gaps:
-            key = (node, stream, raw)
-            nxt = self._next
-            expected = nxt.get(key)
-            if expected is None and len(nxt) >= self.options.max_tracked_streams:
-                del nxt[next(iter(nxt))]
-            nxt[key] = seq + count
-            if expected is not None and seq != expected:
-                if seq > expected:
-                    self._gap(node, stream, raw, raw.decode("utf-8", "replace"),
-                              expected, seq - expected)
-                else:
-                    _log.debug("stream.restarted node=%s stream=%s seq=%d", node, stream, seq)
         cache = self._topic_cache
         topic = cache[raw] if raw in cache else self._topic(raw)
+        if topic is _BAD:
+            return None
+        kind, node, stream, seq, ts, headers, payload = env
+        count = 1 if kind == wire.SINGLE else len(payload)
+        fastmap = self._fast
+        old = fastmap.get(raw)
+        if old is not None:  # its sequence state goes back to the table before we read it
+            self._next[(old[0], old[1], raw)] = old[2]
+        key = (node, stream, raw)
+        nxt = self._next
+        expected = nxt.get(key)
+        if expected is None and len(nxt) >= self.options.max_tracked_streams:
+            del nxt[next(iter(nxt))]
+        nxt[key] = seq + count
+        if self.track_gaps and expected is not None and seq != expected:
+            if seq > expected:
+                self._gap(node, stream, raw, raw.decode("utf-8", "replace"),
+                          expected, seq - expected)
+            else:
+                _log.debug("stream.restarted node=%s stream=%s seq=%d", node, stream, seq)
         if topic is None:
+            fastmap.pop(raw, None)
             self.filtered += count
             return None
-        hdrs: Mapping[str, str] = headers if headers else NO_HEADERS
+        if self._headers_ok is None:
+            if len(fastmap) >= _TOPIC_CACHE_MAX:
+                self._flush_fast()
+            static = raw + _SINGLE_HEAD + _packb(node) + _packb(stream)
+            fastmap[raw] = [node, stream, seq + count, topic, static, len(static)]
+        else:
+            fastmap.pop(raw, None)
+        hdrs: Mapping[str, str] = MappingProxyType(headers) if headers else NO_HEADERS
         if self._headers_ok is not None and not self._headers_ok(hdrs):
             self.filtered += count
             return None
         if kind == wire.SINGLE:
             self.received += 1
-            return Message(topic, payload, hdrs, node, stream, seq, ts)
+            return _new(Message, (topic, payload, hdrs, node, stream, seq, ts))
         if not payload:
             return None
         self.received += count
         msgs = [
-            Message(topic, data, hdrs, node, stream, seq + i, ts) for i, data in enumerate(payload)
+            _new(Message, (topic, data, hdrs, node, stream, seq + n, ts))
+            for n, data in enumerate(payload)
         ]
         self.pending.extend(msgs[1:])
         return msgs[0]
@@ -238,8 +341,17 @@ class ReceiveCore:
             self.pending.insert(at, msg)
 
     def set_topics(self, topics: TopicFilter) -> None:
+        """Change the filter. Streams of topics it no longer matches are forgotten, so that
+        subscribing again later does not count what was sent meanwhile as lost."""
+        self._flush_fast()
         self.topics = topics
         self._topic_cache.clear()
+        keep = {}
+        for key, nxt in self._next.items():
+            topic = self._topic(key[2])
+            if isinstance(topic, str):
+                keep[key] = nxt
+        self._next = keep
 
     def drain_outbox(self) -> list[bytes]:
         out, self.outbox = self.outbox, []

@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 _SERVICE_EVERY = 1024
+_now = time.time
 
 
 def _no_spool(cls: type, *given: object) -> None:
@@ -90,15 +91,49 @@ class SenderBase(SocketBase):
             topic, data, wire.check_headers(headers) if headers else None, time.time()
         )
 
+    def _send_one(
+        self, topic: str, data: object, headers: Mapping[str, str] | None, flags: int
+    ) -> bool | bytes:
+        """The hot path of ``send``: encode and send one message.
+
+        True: sent. False: dropped at a full queue (counted). bytes: the frame, which would
+        block (BLOCK policy); its sequence number stays taken until the caller gives up.
+        """
+        if self._sock is None:
+            raise ClosedError(f"{type(self).__name__} is closed")
+        if self._inbox:
+            self._run_inbox()
+        core = self._core
+        frame = core.encoder.encode(
+            topic, data, wire.check_headers(headers) if headers else None, _now()
+        )
+        try:
+            self._send_raw(frame, flags)
+        except zmq.Again:
+            if self._block:
+                return frame
+            core.dropped += 1
+            return False
+        except zmq.ZMQError as exc:
+            core.encoder.rewind(topic, 1)
+            raise _zmq.translate(exc, "send") from exc
+        core.sent += 1
+        if self._tap is not None:
+            self._tap(frame)
+        self._since_service += 1
+        if self._since_service >= _SERVICE_EVERY:
+            self._since_service = 0
+            self._service()
+        return True
+
     def _try_send(
         self, frame: bytes, topic: str, count: int, unsent: int, flags: int
     ) -> bool | None:
         """True: sent. False: dropped at a full queue (counted). None: would block (BLOCK)."""
-        sock = self._sock
-        if sock is None:
+        if self._sock is None:
             raise ClosedError(f"{type(self).__name__} is closed")
         try:
-            sock.send(frame, flags)
+            self._send_raw(frame, flags)
         except zmq.Again:
             if self._block:
                 return None
@@ -223,6 +258,8 @@ class ReceiverBase(SocketBase):
 
     _rcore: ReceiveCore
     _stopping = False
+    _dry = False
+    """The last receive found the queue empty: the next one polls before it reads."""
 
     def _discard_unread(self) -> int:
         core, sock = getattr(self, "_rcore", None), self._sock
@@ -275,14 +312,15 @@ class ReceiverBase(SocketBase):
         """Append to ``out`` what is ready now, up to ``max_count`` messages in all."""
         core = self._rcore
         pending = core.pending
-        sock = self._live()
+        self._live()
         accept = core.accept
+        recv = self._recv_raw
         while len(out) < max_count:
             if pending:
                 out.append(pending.popleft())
                 continue
             try:
-                frame = sock.recv(zmq.NOBLOCK)
+                frame = recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
             msg = accept(frame)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import zmq
 
@@ -27,6 +28,11 @@ from ._kinds import (
 )
 from .errors import ClosedError
 from .message import Message
+
+if TYPE_CHECKING:
+    from ._spooled_aio import SpooledPuller, SpooledPusher
+    from .config import AckMode
+    from .spool.store import Spool
 
 __all__ = ["Publisher", "Puller", "Pusher", "Subscriber"]
 
@@ -119,7 +125,10 @@ class _Sending(SenderBase, _Closing):
         self, topic: str, data: object, headers: Mapping[str, str] | None = None
     ) -> bool:
         """Send one message; as the blocking ``send``, but waits for room without blocking."""
-        return await self._send_frame(self._encode(topic, data, headers), topic, 1, 1)
+        sent = self._send_one(topic, data, headers, zmq.NOBLOCK)
+        if type(sent) is bytes:  # no room now: wait for it
+            return await self._send_frame(sent, topic, 1, 1)
+        return sent is True
 
     async def send_many(
         self, messages: Iterable[tuple[str, object]], headers: Mapping[str, str] | None = None
@@ -147,6 +156,10 @@ class Publisher(PublisherBase, _Sending):
 class Pusher(PusherBase, _Sending):
     """Pipeline sender (asyncio); with ``spool="dir"``, at-least-once (docs/spool.md)."""
 
+    @overload
+    def __new__(cls, *, spool: None = None, **kwargs: Any) -> Pusher: ...
+    @overload
+    def __new__(cls, *, spool: str | os.PathLike[str] | Spool, **kwargs: Any) -> SpooledPusher: ...
     def __new__(cls, *args: Any, **kwargs: Any) -> Pusher:
         if cls is Pusher and kwargs.get("spool") is not None:
             from ._spooled_aio import SpooledPusher  # noqa: PLC0415 (it subclasses Pusher)
@@ -175,13 +188,17 @@ class _Receiving(ReceiverBase, _Closing):
             sock = self._sock
             if sock is None:
                 raise ClosedError(f"{type(self).__name__} is closed")
-            try:
-                frame = sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
+            if self._dry:
+                # the queue was empty last time: wait first, an empty recv raises (~3 us)
                 if not started:
                     started, end = True, deadline(timeout)
                 if not await self._ready(sock, zmq.POLLIN, end):
-                    raise TimeoutError(f"no message within {timeout}s") from None
+                    raise TimeoutError(f"no message within {timeout}s")
+                self._dry = False
+            try:
+                frame = self._recv_raw(zmq.NOBLOCK)
+            except zmq.Again:
+                self._dry = True
                 continue
             except zmq.ZMQError as exc:
                 raise _zmq.translate(exc, "recv") from exc
@@ -247,6 +264,12 @@ class Subscriber(SubscriberBase, _Receiving):
 class Puller(PullerBase, _Receiving):
     """Pipeline receiver (asyncio); with ``spool=`` or ``ack=``, it acknowledges."""
 
+    @overload
+    def __new__(cls, *, spool: None = None, ack: None = None, **kwargs: Any) -> Puller: ...
+    @overload
+    def __new__(cls, *, spool: str | os.PathLike[str], **kwargs: Any) -> SpooledPuller: ...
+    @overload
+    def __new__(cls, *, ack: AckMode, **kwargs: Any) -> SpooledPuller: ...
     def __new__(cls, *args: Any, **kwargs: Any) -> Puller:
         if cls is Puller and (kwargs.get("spool") is not None or kwargs.get("ack") is not None):
             from ._spooled_aio import SpooledPuller  # noqa: PLC0415 (it subclasses Puller)

@@ -5,9 +5,10 @@ Each adds to its ``*Base`` (in _kinds.py) only the calls that wait.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import zmq
 
@@ -24,6 +25,11 @@ from ._kinds import (
 )
 from .errors import ClosedError
 from .message import Message
+
+if TYPE_CHECKING:
+    from ._spooled_sync import SpooledPuller, SpooledPusher
+    from .config import AckMode
+    from .spool.store import Spool
 
 __all__ = ["Publisher", "Puller", "Pusher", "Subscriber"]
 
@@ -63,11 +69,10 @@ class _Sending(SenderBase, _Closing):
         EncodeError and sends nothing; with ``OnFull.BLOCK`` a full queue raises
         SendTimeoutError after ``send_timeout``.
         """
-        frame = self._encode(topic, data, headers)
-        sent = self._try_send(frame, topic, 1, 1, self._flags)
-        if sent is None:
+        sent = self._send_one(topic, data, headers, self._flags)
+        if type(sent) is bytes:  # blocked for send_timeout
             raise self._timed_out(topic, 1)
-        return sent
+        return sent is True
 
     def send_many(
         self, messages: Iterable[tuple[str, object]], headers: Mapping[str, str] | None = None
@@ -103,6 +108,10 @@ class Pusher(PusherBase, _Sending):
     With ``spool="dir"`` it is a spooled pusher: at-least-once delivery (docs/spool.md).
     """
 
+    @overload
+    def __new__(cls, *, spool: None = None, **kwargs: Any) -> Pusher: ...
+    @overload
+    def __new__(cls, *, spool: str | os.PathLike[str] | Spool, **kwargs: Any) -> SpooledPusher: ...
     def __new__(cls, *args: Any, **kwargs: Any) -> Pusher:
         if cls is Pusher and kwargs.get("spool") is not None:
             from ._spooled_sync import SpooledPusher  # noqa: PLC0415 (it subclasses Pusher)
@@ -128,16 +137,21 @@ class _Receiving(ReceiverBase, _Closing):
         if sock is None:
             raise ClosedError(f"{type(self).__name__} is closed")
         accept = core.accept
+        recv = self._recv_raw
         end: float | None = None
         started = False
         while True:
-            try:
-                frame = sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
+            if self._dry:
+                # the queue was empty last time: poll first, an empty recv raises (~3 us)
                 if not started:
                     started, end = True, deadline(timeout)
                 if not self._poll(sock, zmq.POLLIN, end):
-                    raise TimeoutError(f"no message within {timeout}s") from None
+                    raise TimeoutError(f"no message within {timeout}s")
+                self._dry = False
+            try:
+                frame = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                self._dry = True
                 continue
             except zmq.ZMQError as exc:
                 raise _zmq.translate(exc, "recv") from exc
@@ -208,6 +222,12 @@ class Puller(PullerBase, _Receiving):
     acknowledges what it handled (docs/spool.md).
     """
 
+    @overload
+    def __new__(cls, *, spool: None = None, ack: None = None, **kwargs: Any) -> Puller: ...
+    @overload
+    def __new__(cls, *, spool: str | os.PathLike[str], **kwargs: Any) -> SpooledPuller: ...
+    @overload
+    def __new__(cls, *, ack: AckMode, **kwargs: Any) -> SpooledPuller: ...
     def __new__(cls, *args: Any, **kwargs: Any) -> Puller:
         if cls is Puller and (kwargs.get("spool") is not None or kwargs.get("ack") is not None):
             from ._spooled_sync import SpooledPuller  # noqa: PLC0415 (it subclasses Puller)

@@ -103,10 +103,16 @@ def _too_deep(value: Any, packed: bytes, limit: int, others: int = 0) -> bool:
     )
 
 
+def too_deep(payload: Any, frame: bytes, limit: int) -> bool:
+    """True if a single message's ``payload`` (a list or dict) in ``frame`` nests too deep."""
+    return _too_deep(payload, frame, limit, 1)
+
+
 def _unpack(buf: bytes) -> Any:
     # unpackb bounds every declared length by the buffer's own size: no allocation bombs
     try:
-        return msgpack.unpackb(buf, raw=False, strict_map_key=True, timestamp=0)
+        # map keys may be any hashable msgpack value (ints, too), as the encoder allows
+        return msgpack.unpackb(buf, raw=False, strict_map_key=False, timestamp=0)
     except Exception as exc:  # msgpack raises ValueError, TypeError, its own errors, ...
         raise WireError(f"undecodable msgpack: {exc}") from exc
 
