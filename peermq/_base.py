@@ -45,6 +45,8 @@ def _as_list(value: Endpoints) -> list[str]:
         return []
     if isinstance(value, str):
         return [value]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"endpoints must be a str or a list of str, got {value!r}")
     return list(value)
 
 
@@ -175,17 +177,22 @@ class SocketBase:
         except zmq.ZMQError as exc:
             raise _zmq.translate(exc, f"connect {endpoint}") from exc
         self._connects.add(endpoint)
+        if endpoint.startswith("inproc://"):
+            # ZeroMQ's monitor reports no handshake for inproc: the connect side counts it
+            self._peers += 1
         _log.debug("socket.connected kind=%s endpoint=%s", self._kind.name, endpoint)
 
     def disconnect(self, endpoint: str) -> None:
         sock = self._live()
         if self._security is not None:
             self._security.forget(self, endpoint)
-        self._connects.discard(endpoint)
         try:
             sock.disconnect(endpoint)
         except zmq.ZMQError as exc:
             raise _zmq.translate(exc, f"disconnect {endpoint}") from exc
+        if endpoint in self._connects and endpoint.startswith("inproc://"):
+            self._peers = max(0, self._peers - 1)
+        self._connects.discard(endpoint)
 
     def _pause_endpoint(self, endpoint: str) -> None:
         """After a failed handshake (the security thread asks): stop retrying for now."""

@@ -18,7 +18,7 @@ from ._base import Endpoints, SocketBase
 from ._core import GapHandler, ReceiveCore, SendCore, token_for
 from ._zmq import Kind
 from .config import AckMode, HeaderMatch, OnFull, SocketOptions, SpoolOptions
-from .errors import ClosedError, ConfigError, SendTimeoutError
+from .errors import ClosedError, ConfigError, EncodeError, SendTimeoutError
 from .message import Message, SocketStats
 from .node import Node
 from .security.screen import Screen
@@ -45,6 +45,11 @@ _now = time.time
 def _no_spool(cls: type, *given: object) -> None:
     if any(g is not None for g in given):
         raise ConfigError(f"{cls.__name__} has no spool; use peermq.Pusher/Puller(spool=...)")
+
+
+def check_count(max_count: int) -> None:
+    if isinstance(max_count, bool) or not isinstance(max_count, int) or max_count < 1:
+        raise ConfigError(f"max_count must be an integer >= 1, got {max_count!r}")
 
 
 def deadline(timeout: float | None) -> float | None:
@@ -180,7 +185,7 @@ class SenderBase(SocketBase):
             yield run_topic, enc.encode_batch(run_topic, run, hdrs, now, max_bytes)
 
     def stats(self) -> SocketStats:
-        self._live()
+        """Counters so far; after close, the final ones."""
         self._service()
         return self._core.stats()
 
@@ -199,7 +204,8 @@ class PublisherBase(SenderBase):
         options: SocketOptions | None = None,
         service: str | Service | None = None,
     ) -> None:
-        super().__init__(node=node, options=options or SocketOptions(), bind=bind,
+        super().__init__(node=node, options=SocketOptions() if options is None else options,
+                         bind=bind,
                          connect=connect, service=service)
 
     def _service(self) -> None:
@@ -240,7 +246,8 @@ class PusherBase(SenderBase):
     ) -> None:
         # spool=...: Pusher.__new__ makes a spooled pusher instead (peermq/_spool_send.py)
         _no_spool(type(self), spool, spool_options)
-        super().__init__(node=node, options=options or SocketOptions(), bind=bind,
+        super().__init__(node=node, options=SocketOptions() if options is None else options,
+                         bind=bind,
                          connect=connect, monitor=True, service=service)
 
     @property
@@ -360,13 +367,17 @@ class SubscriberBase(ReceiverBase):
             topics = (topics,)
         self._filter = TopicFilter(topics)
         if headers is not None:
-            wire.check_headers(headers)
+            try:
+                wire.check_headers(headers)
+            except EncodeError as exc:
+                raise ConfigError(f"header filter: {exc}") from None
         if not isinstance(match, HeaderMatch):
             raise ConfigError(f"match must be a HeaderMatch, got {match!r}")
         if on_gap is not None and not callable(on_gap):
             raise ConfigError("on_gap must be callable")
         self._headers, self._match, self._on_gap = headers, match, on_gap
-        super().__init__(node=node, options=options or SocketOptions(), bind=bind,
+        super().__init__(node=node, options=SocketOptions() if options is None else options,
+                         bind=bind,
                          connect=connect, service=service)
 
     def _setup(self) -> None:
@@ -432,7 +443,8 @@ class PullerBase(ReceiverBase):
     ) -> None:
         # spool=... or ack=...: Puller.__new__ makes a spooled puller (peermq/_spool_recv.py)
         _no_spool(type(self), spool, spool_options, ack)
-        super().__init__(node=node, options=options or SocketOptions(), bind=bind,
+        super().__init__(node=node, options=SocketOptions() if options is None else options,
+                         bind=bind,
                          connect=connect, monitor=True, service=service)
 
     def _setup(self) -> None:

@@ -58,7 +58,8 @@ def configure(
     sock: zmq.Socket[bytes], kind: Kind, opts: SocketOptions, welcome: bytes, on_full: OnFull
 ) -> None:
     """Apply peermq's safe defaults (finite linger, size limit, backoff, bounded queues)."""
-    sock.setsockopt(zmq.LINGER, _ms(opts.linger))
+    receiver = kind in (Kind.SUBSCRIBER, Kind.PULLER)
+    sock.setsockopt(zmq.LINGER, 0 if receiver else _ms(opts.linger))
     sock.setsockopt(zmq.SNDHWM, opts.send_hwm)
     sock.setsockopt(zmq.RCVHWM, opts.recv_hwm)
     sock.setsockopt(zmq.MAXMSGSIZE, opts.max_message_size)
@@ -189,6 +190,8 @@ def translate(exc: zmq.ZMQError, what: str) -> PeermqError:
         return ConfigError(f"{what}: {exc.strerror}")
     if code == errno.EADDRINUSE:
         return PeerError(f"{what}: address already in use", retriable=False)
+    if code == errno.ENOENT:  # an ipc path in a missing directory, or not connected to it
+        return PeerError(f"{what}: {exc.strerror}", retriable=False)
     return PeerError(f"{what}: {exc.strerror}")
 
 

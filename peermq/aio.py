@@ -24,6 +24,7 @@ from ._kinds import (
     ReceiverBase,
     SenderBase,
     SubscriberBase,
+    check_count,
     deadline,
 )
 from .errors import ClosedError
@@ -210,6 +211,7 @@ class _Receiving(ReceiverBase, _Closing):
 
     async def recv_many(self, max_count: int = 1024, timeout: float | None = None) -> list[Message]:
         """Everything ready now, up to ``max_count``; waits like ``recv`` only if nothing is."""
+        check_count(max_count)
         return self._take_ready(max_count, [await self.recv(timeout)])
 
     def __aiter__(self) -> AsyncIterator[Message]:

@@ -61,7 +61,9 @@ class SocketOptions:
     recv_hwm: int = 10_000
     """Messages (or batches) queued on receipt before ZeroMQ stops reading from a peer."""
     linger: float = 1.0
-    """How long ``close()`` may spend delivering what is queued; the rest is dropped and counted."""
+    """How long a sender's ``close()`` may spend delivering what is queued (then dropped).
+
+    Receivers close at once: what they would deliver is only control traffic."""
     max_message_size: int = 8 * 1024 * 1024
     """Largest frame accepted from a peer; ZeroMQ disconnects a peer that sends a larger one."""
     reconnect_interval: float = 0.1

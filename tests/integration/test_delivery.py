@@ -172,3 +172,13 @@ def test_bind_conflict_is_a_peer_error() -> None:
     with peermq.Publisher(bind="tcp://127.0.0.1:*") as a:
         with pytest.raises(peermq.PeerError, match="in use"):
             peermq.Publisher(bind=a.endpoints[0])
+
+
+def test_stats_survive_close() -> None:
+    with peermq.Publisher(bind="tcp://127.0.0.1:*") as pub, peermq.Subscriber(
+        connect=pub.endpoints[0]
+    ) as sub:
+        pub.wait_for_subscribers(1, timeout=5.0)
+        pub.send("t", 1)
+        sub.recv(timeout=5.0)
+    assert pub.stats().sent == 1 and sub.stats().received == 1

@@ -66,3 +66,14 @@ def test_puller_binds_and_pushers_connect(tmp_path: Path) -> None:
         assert sorted(m.topic for m in got) == ["x"] * 5 + ["y"]
         assert [m.data for m in got if m.topic == "x"] == list(range(5))
         assert pull.stats().received == 6
+
+
+def test_inproc_peers_are_counted_on_the_connect_side() -> None:
+    with peermq.Puller(bind="inproc://pipeline-count") as pull, peermq.Pusher(
+        connect="inproc://pipeline-count"
+    ) as push:
+        assert push.wait_for_peers(1, timeout=5.0) == 1
+        push.send("t", 1)
+        assert pull.recv(timeout=5.0).data == 1
+        push.disconnect("inproc://pipeline-count")
+        assert push.peers == 0

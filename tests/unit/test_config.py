@@ -78,7 +78,7 @@ def test_bad_endpoints_raise_before_io(endpoint: str) -> None:
 def test_bad_subscriber_arguments() -> None:
     with pytest.raises(peermq.TopicError):
         peermq.Subscriber(topics=["a..b"])
-    with pytest.raises(peermq.EncodeError):
+    with pytest.raises(ConfigError):
         peermq.Subscriber(headers={"a": 1})  # type: ignore[dict-item]
     with pytest.raises(ConfigError):
         peermq.Subscriber(match="all")  # type: ignore[arg-type]
@@ -86,3 +86,28 @@ def test_bad_subscriber_arguments() -> None:
         peermq.Subscriber(on_gap=5)  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         peermq.Publisher(options={"linger": 1})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: peermq.Subscriber(headers={"a": 1}),  # type: ignore[dict-item]
+        lambda: peermq.Publisher(bind=5),  # type: ignore[arg-type]
+        lambda: peermq.Publisher(options={}),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_arguments_are_config_errors(make: object) -> None:
+    with pytest.raises(ConfigError):
+        make()  # type: ignore[operator]
+
+
+def test_recv_many_wants_a_positive_count() -> None:
+    with peermq.Puller() as pull, pytest.raises(ConfigError):
+        pull.recv_many(max_count=0, timeout=0)
+
+
+def test_ipc_path_in_a_missing_directory_is_not_retriable(tmp_path: object) -> None:
+    with peermq.Puller() as pull:
+        with pytest.raises(peermq.PeerError) as info:
+            pull.bind(f"ipc://{tmp_path}/missing/dir/x.sock")
+        assert info.value.retriable is False
