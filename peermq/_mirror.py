@@ -146,8 +146,10 @@ class _Port:
     def __init__(self, sock: Any, stream: int, queue: deque[bytes], cap: int) -> None:
         self.sock: weakref.ref[Any] = weakref.ref(sock)
         self.stream = stream
-        kind = getattr(getattr(sock, "_kind", None), "name", "")
-        self.kind = {"PUBLISHER": "pub", "PUSHER": "push"}.get(kind, kind.lower())
+        bases = {c.__name__ for c in type(sock).__mro__}  # (the kinds module imports this one)
+        kind = getattr(getattr(sock, "_kind", None), "name", "").lower()
+        self.kind = "pub" if "PublisherBase" in bases else "push" if "PusherBase" in bases \
+            else kind
         self.queue = queue
         self.cap = cap
         self.lost = 0
@@ -201,6 +203,8 @@ class Mirror:
         self._attached = threading.Event()
         self._closing = False
         self._prefixes: set[bytes] = set()
+        self._wanted: tuple[bytes, ...] | None = None
+        """Topic prefixes some tap asked for; None: every topic."""
         self.endpoints: list[str] = []
         xpub = context.socket(zmq.XPUB)
         try:
@@ -281,14 +285,19 @@ class Mirror:
                 greet = greet or msg[1:] == STATUS
             elif msg[:1] == b"\x00":
                 self._prefixes.discard(msg[1:])
+        topics = tuple(p for p in self._prefixes if p[:1] != b"\xff")
+        self._wanted = None if b"" in topics else topics
         attached = STATUS in self._prefixes
         if attached != self._attached.is_set():
             self._set_attached(attached)
         return greet
 
     def _drain(self) -> None:
-        queue, send = self._queue, self._xpub.send
+        queue, send, wanted = self._queue, self._xpub.send, self._wanted
         while queue:
+            if wanted is not None and not queue[0].startswith(wanted):
+                queue.popleft()  # no tap wants it: ZeroMQ would drop it, skip the call
+                continue
             try:
                 send(queue[0], zmq.NOBLOCK)
             except zmq.Again:
