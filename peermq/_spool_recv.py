@@ -55,7 +55,11 @@ class SpoolReceiving(PullerBase):
         spool: str | os.PathLike[str] | None = None,
         spool_options: SpoolOptions | None = None,
         ack: AckMode | None = None,
+        service: object = None,
     ) -> None:
+        if service is not None:
+            raise ConfigError("service= (discovery) does not work with spool= or ack= yet: "
+                              "give bind= or connect= endpoints")
         if ack is not None and not isinstance(ack, AckMode):
             raise ConfigError(f"ack must be an AckMode, got {ack!r}")
         if spool_options is not None and not isinstance(spool_options, SpoolOptions):

@@ -39,6 +39,9 @@ _BATCH_COUNT = 4096
 _FRAMES_PER_STEP = 64
 _INPUT_PER_STEP = 1024
 _STALL_WAIT = 0.005
+_HOT_MS = 1
+"""After a step that did something, the link thread looks again within this many ms rather
+than waiting to be woken: under load, senders then never pay for a wake-up (a pipe write)."""
 
 SpoolArg = str | os.PathLike[str] | Spool
 
@@ -57,8 +60,12 @@ class SpoolSending(PusherBase):
         options: SocketOptions | None = None,
         spool: SpoolArg,
         spool_options: SpoolOptions | None = None,
+        service: object = None,
     ) -> None:
         self._thread: threading.Thread | None = None
+        if service is not None:
+            raise ConfigError("service= (discovery) does not work with spool= yet: give "
+                              "bind= or connect= endpoints")
         self._owns_spool = not isinstance(spool, Spool)
         if isinstance(spool, Spool):
             if spool_options is not None:
@@ -73,6 +80,7 @@ class SpoolSending(PusherBase):
         self._cond = threading.Condition()
         self._stop = False
         self._kicked = False
+        self._deep = True
         self._error: BaseException | None = None
         self._busy = False
         self._stalled = False
@@ -161,7 +169,7 @@ class SpoolSending(PusherBase):
             raise SpoolError(f"the spool's link thread failed: {self._error}")
         self._spool.append(frames)
         self._core.sent += len(frames)
-        if not self._kicked:
+        if self._deep and not self._kicked:
             self._kicked = True
             with contextlib.suppress(OSError):  # a full pipe wakes it anyway
                 os.write(self._wake_w, b"\x01")
@@ -218,14 +226,22 @@ class SpoolSending(PusherBase):
         if mon is not None:
             poller.register(mon, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
+        hot = False
         try:
             while not self._stop:
-                poller.poll(self._wait_ms())
+                ms = self._wait_ms()
+                if hot and ms > _HOT_MS:
+                    ms = _HOT_MS
+                elif ms > _HOT_MS:
+                    self._deep = True  # from now on a store wakes this thread ...
+                    ms = self._wait_ms()  # ... and one made before is seen here
+                poller.poll(ms)
+                self._deep = False
                 self._kicked = False
                 self._run_inbox()
                 if self._stop or self._sock is None:
                     break
-                self._step(time.monotonic())
+                hot = self._step(time.monotonic())
         except BaseException as exc:  # reported to the caller's thread by its next call
             self._error = exc
             _log.exception("spool.link_thread_failed")
@@ -252,8 +268,11 @@ class SpoolSending(PusherBase):
                 times.append(when)
         return max(0, round((min(times) - now) * 1000))
 
-    def _step(self, now: float) -> None:
+    def _step(self, now: float) -> bool:
+        """Do what is due; True if anything moved (stored, delivered, acked)."""
         spool = self._spool
+        d = spool.deliveries
+        before = (spool.log.last_seq, spool.log.durable_seq, d.cursor, d.acked, d.redelivered)
         for peer in self._links.drain_monitor(self._monitor):
             self._bury(spool.deliveries.link_down(peer.rid, now), "max_deliver")
         self._read_input(now)
@@ -269,6 +288,8 @@ class SpoolSending(PusherBase):
         except SpoolError as exc:
             _log.error("spool.checkpoint_failed path=%s error=%s", spool.path, exc)
         self._notify()
+        return before != (spool.log.last_seq, spool.log.durable_seq, d.cursor, d.acked,
+                          d.redelivered)
 
     def _read_input(self, now: float) -> None:
         sock = self._sock
@@ -366,7 +387,7 @@ class SpoolSending(PusherBase):
                     d.skip_to(seqs[0])
                 if not self._send(li, [link.DELIVER, b"", data], now):
                     continue
-                d.sent(li, seqs, now)
+                d.sent_new(li, seqs, now)
                 frames += 1
                 progress = True
         self._busy = frames >= _FRAMES_PER_STEP

@@ -32,7 +32,15 @@ class SpooledPusher(SpoolSending, Pusher):
         A full spool (or disk) waits up to ``full_timeout`` for acknowledgements to free room,
         then raises SpoolFullError; nothing was stored then.
         """
-        self._put([(topic, data)], wire.check_headers(headers) if headers else None)
+        frame = self._encode(topic, data, headers)
+        try:
+            self._store([frame])
+        except SpoolFullError:
+            self._core.encoder.rewind(topic, 1)
+            self._put([(topic, data)], wire.check_headers(headers) if headers else None)
+        except BaseException:
+            self._core.encoder.rewind(topic, 1)
+            raise
         return True
 
     def send_many(

@@ -150,6 +150,47 @@ def scan(
     return Scan(seqs, offsets, pos, bad, truncated)
 
 
+def take(
+    data: bytes, start: int, *, max_length: int, after_seq: int, first: int, upto: int,
+    max_bytes: int,
+) -> tuple[list[int], list[int], int, bool, int]:
+    """Good records of seqs ``first``..``upto`` from ``start``, at most ``max_bytes`` of them
+    (one at least): (seqs, offsets, end, bad, last). Records before ``first`` are walked by
+    their headers only; the ones taken are checked in full. ``end`` is where the walk stopped,
+    ``last`` the seq of the last record walked."""
+    mv = memoryview(data)
+    n = len(data)
+    unpack = _HEAD.unpack_from
+    crc32 = zlib.crc32
+    seqs: list[int] = []
+    offsets: list[int] = []
+    pos = start
+    last = after_seq
+    began = -1
+    while pos + HEADER <= n:
+        magic, crc, _kind, _flags, length, seq = unpack(mv, pos)
+        end = pos + HEADER + length
+        if magic != MAGIC or length > max_length or seq <= last:
+            return seqs, offsets, pos, True, last
+        if end > n or seq > upto or (began >= 0 and end - began > max_bytes):
+            break
+        if seq >= first:
+            if crc32(mv[pos + 6 : end]) != crc:
+                return seqs, offsets, pos, True, last
+            if began < 0:
+                began = pos
+            seqs.append(seq)
+            offsets.append(pos)
+        last = seq
+        pos = end
+    return seqs, offsets, pos, False, last
+
+
+def seq_at(data: bytes | memoryview, offset: int) -> int:
+    """The seq in the header of the record at ``offset``."""
+    return int(_HEAD.unpack_from(data, offset)[5])
+
+
 def resync(data: bytes | memoryview, start: int, *, max_length: int, after_seq: int) -> int:
     """Offset of the next good record at or after ``start``, or -1 if there is none."""
     raw = bytes(data) if isinstance(data, memoryview) else data

@@ -71,6 +71,8 @@ class Log:
         self._durable = 0
         self._durable_at: tuple[Segment | None, int] = (None, 0)
         self._failed: SpoolError | None = None
+        self._hint: tuple[Segment | None, int, int] = (None, 0, 0)
+        """(segment, seq, offset) where the last read ended: sequential reads start there."""
         self._bytes = 0
         self._closed = False
         self.recovery = Recovery((), 0, 0, 0, 0)
@@ -410,41 +412,39 @@ class Log:
     def _read_segment(
         self, seg: Segment, seq: int, upto: int, max_bytes: int
     ) -> tuple[bytes, list[tuple[int, int]]]:
+        hint_seg, hint_seq, hint_off = self._hint
         at_seq, off = seg.offset_hint(seq)
-        want = max(max_bytes, _READ_CHUNK) + (seq - at_seq) * 64
+        if hint_seg is seg and at_seq <= hint_seq <= seq:
+            at_seq, off = hint_seq, hint_off  # on from where the last read ended
+        want = max(max_bytes, _READ_CHUNK)
         while True:
             try:
                 data = os.pread(seg.fd, want, off)
             except OSError as exc:
                 raise os_error(exc, "read", seg.path) from exc
-            found = rec.scan(data, 0, max_length=self.max_record, after_seq=at_seq - 1)
-            out: list[tuple[int, int]] = []
-            start = end = -1
-            for s, o in zip(found.seqs, found.offsets, strict=True):
-                if s < seq:
-                    continue
-                if s > upto or (out and o + rec.record_length(data, o) - start > max_bytes):
-                    break
-                if start < 0:
-                    start = o
-                out.append((s, o - start))
-                end = o + rec.record_length(data, o)
-            if out:
-                return data[start:end], out
-            tail = off + found.end
-            if found.bad or tail >= seg.size:
-                if found.seqs and found.seqs[-1] >= seq:
-                    return b"", []
+            seqs, offsets, stop, bad, last = rec.take(
+                data, 0, max_length=self.max_record, after_seq=at_seq - 1, first=seq,
+                upto=upto, max_bytes=max_bytes)
+            if seqs:
+                start = offsets[0]
+                self._hint = (seg, seqs[-1] + 1, off + stop)
+                return data[start:stop], [(s, o - start)
+                                          for s, o in zip(seqs, offsets, strict=True)]
+            if bad:
                 raise SpoolError(
-                    f"record after seq {found.seqs[-1] if found.seqs else at_seq - 1} in "
-                    f"{seg.path} at offset {tail} fails its checksum: the disk changed it "
-                    "after the spool was opened"
+                    f"a record in {seg.path} at offset {off + stop} fails its check: the disk "
+                    "changed it after the spool was opened"
                 )
-            # not there yet: read on from the last good record
-            if found.seqs:
-                at_seq, off = found.seqs[-1] + 1, tail
-            want = max(want * 2, rec.record_length(data, found.end) if
-                       len(data) - found.end >= rec.HEADER else want * 2)
+            if off + stop >= seg.size:
+                return b"", []
+            if stop + rec.HEADER <= len(data) and rec.seq_at(data, stop) > upto:
+                return b"", []
+            if stop:  # walked records before ``seq`` (or the read cut one): go on from there
+                off += stop
+                at_seq = last + 1
+            else:  # one record larger than the read
+                want = max(want * 2, rec.record_length(data, 0) if len(data) >= rec.HEADER
+                           else 0)
 
     # -- retention
     def delete_before(self, seq: int) -> int:

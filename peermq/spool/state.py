@@ -166,6 +166,14 @@ class Deliveries:
             if seq in self.attempts:
                 self._schedule(seq, now)
 
+    def sent_new(self, link: LinkState, seqs: list[int], now: float) -> None:
+        """First deliveries of ``seqs`` (from the cursor on) went to ``link``: as ``sent``."""
+        deadline = now + self.options.ack_timeout
+        self.attempts.update(dict.fromkeys(seqs, 1))
+        self.owner.update(dict.fromkeys(seqs, link))
+        link.inflight.update(dict.fromkeys(seqs, deadline))
+        self.cursor = max(self.cursor, seqs[-1] + 1)
+
     def sent(self, link: LinkState, seqs: Iterable[int], now: float) -> None:
         """``seqs`` went to ``link``: in flight until acked or ``ack_timeout``."""
         deadline = now + self.options.ack_timeout

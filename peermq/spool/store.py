@@ -274,8 +274,35 @@ class Spool:
         finally:
             # deleting acknowledged segments needs no checkpoint (a restart without one
             # only delivers again what is left), and it is what frees a full disk
+            self.expire()
             self.retain()
         return True
+
+    def expire(self) -> int:
+        """``max_age``: whatever is older and not acknowledged goes to the dead letters, reason
+        "expired", a whole segment at a time (age is a segment's newest write). Returns how
+        many."""
+        if self.options.max_age is None:
+            return 0
+        horizon = time.time() - self.options.max_age
+        d = self.deliveries
+        buried = 0
+        segments = self.log.segments()
+        if segments[-1].count and segments[-1].newest < horizon:
+            self.log.roll()  # nothing came for max_age: the active segment is old as a whole
+            segments = self.log.segments()
+        for seg in segments[:-1]:
+            if seg.newest >= horizon:
+                break
+            if not seg.count:
+                continue
+            seqs = sorted(x for x in d.attempts if seg.first <= x <= seg.last)
+            if d.cursor <= seg.last:
+                seqs.extend(range(max(d.cursor, seg.first), seg.last + 1))
+                d.skip_to(seg.last + 1)
+            if seqs:
+                buried += self.bury(seqs, "expired")
+        return buried
 
     def retain(self) -> int:
         """Delete sealed segments that hold nothing unacknowledged; returns bytes freed."""

@@ -139,3 +139,27 @@ def test_dedup_store_remembers_across_a_restart(tmp_path: Path) -> None:
         assert not w.seen("spool-b", 2, 30)
     finally:
         again.close()
+
+
+def test_max_age_sends_what_is_old_and_unacked_to_the_dead_letters(tmp_path: Path) -> None:
+    opts = SpoolOptions(segment_bytes=4096, max_age=60.0, checkpoint_interval=0.001)
+    with Spool(tmp_path / "s", opts) as spool:
+        spool.append([b"m%d" % i for i in range(1, 101)])
+        spool.sync()
+        d = spool.deliveries
+        link = d.link_up("p", 10)
+        d.sent(link, [1, 2, 3], 0.0)
+        d.ack([2])
+        spool.checkpoint(force=True)
+        assert spool.stats().dead == 0  # young
+        for seg in spool.log.segments():
+            seg.newest -= 120.0  # as if written two minutes ago
+        spool.checkpoint(force=True)
+        st = spool.stats()
+        assert st.dead == 99 and st.pending == 0 and st.messages == 0
+        reasons = {
+            msgpack.unpackb(body)[2] for _, body in spool._dead_records()  # type: ignore[attr-defined]
+        }
+        assert reasons == {"expired"}
+        spool.append([b"new"])
+        assert spool.stats().pending == 1
