@@ -13,7 +13,6 @@ from rich.console import Console
 from peermq.cli import cli
 from peermq.tap import Recorder, TapMessage
 
-
 NO_MDNS = {"PEERMQ_MDNS": "off", "PEERMQ_PEERS": "", "PEERMQ_PEERS_FILE": ""}
 """Never multicast from a unit test: without --connect the tap would start discovery."""
 
