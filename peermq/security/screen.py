@@ -1,11 +1,11 @@
 """Finding the peer connection that sends malformed frames, and cutting it off.
 
-A receiver normally takes frames as bytes, which carry no sender. After its first malformed
-frame it *screens*: for a while (``SCREEN_TIME`` after the last bad frame) its socket's
-``recv`` also keeps the ZeroMQ frame, whose properties name the connection (``SRCFD``, checked
-against ``Peer-Address``) and, under CURVE, the peer's key (``User-Id``); they are read only
-when a frame turns out bad. A connection that sends ``max_bad_frames`` bad frames while
-screened is cut off:
+A receiver normally takes frames as bytes, which carry no sender. From the receive call after
+its first malformed frame it *screens*: for a while (``SCREEN_TIME`` after the last bad frame)
+its socket's receive also keeps the ZeroMQ frame, whose properties name the connection
+(``SRCFD``, checked against ``Peer-Address``) and, under CURVE, the peer's key (``User-Id``);
+they are read only when a frame turns out bad. A connection that sends ``max_bad_frames`` bad
+frames while screened is cut off:
 
 - one this socket connected to: ``disconnect(endpoint)``; it is not retried;
 - one this socket accepted (ZeroMQ has no call for that): its TCP or IPC connection is shut
@@ -39,6 +39,7 @@ _CHECK_EVERY = 4096
 
 class Receiver(Protocol):
     _sock: zmq.Socket[bytes] | None
+    _recv_raw: Callable[[int], bytes]
     _security: NodeSecurity | None
     _connects: set[str]
 
@@ -54,6 +55,8 @@ class Screen:
         self.limit = limit
         self._clock = clock
         self._frame: zmq.Frame | None = None
+        self._saved: Callable[[int], bytes] | None = None
+        """The socket's own fast receive, while screening replaces it."""
         self._until = 0.0
         self._seen = 0
         self._counts: dict[tuple[int, int], int] = {}
@@ -68,17 +71,17 @@ class Screen:
 
     @property
     def screening(self) -> bool:
-        sock = self._sock()
-        return sock is not None and "recv" in sock.__dict__
+        return self._saved is not None
 
     def on_malformed(self) -> None:
-        sock = self._sock()
-        if sock is None:
+        owner = self._owner()
+        sock = None if owner is None else owner._sock
+        if owner is None or sock is None:
             return
         self._until = self._clock() + SCREEN_TIME
-        if "recv" not in sock.__dict__:
-            # an instance attribute shadows the method for this socket only, and only now:
-            # the normal path keeps pyzmq's recv untouched
+        if self._saved is None:
+            # from now on (and only now) every read keeps its ZeroMQ frame: the socket's
+            # fast receive (what the shells call) and pyzmq's recv (what the rest calls)
             real = type(sock).recv.__get__(sock)
 
             def recv(flags: int = 0, copy: bool = True, track: bool = False) -> Any:
@@ -89,6 +92,8 @@ class Screen:
                     self.stop()
                 return frame.bytes if copy else frame
 
+            self._saved = owner._recv_raw
+            owner._recv_raw = recv
             object.__setattr__(sock, "recv", recv)
             _log.debug("screen.on")
             return
@@ -97,9 +102,12 @@ class Screen:
             self._blame(frame)
 
     def stop(self) -> None:
-        sock = self._sock()
-        if sock is not None:
-            sock.__dict__.pop("recv", None)
+        owner = self._owner()
+        if owner is not None and self._saved is not None:
+            owner._recv_raw = self._saved
+            if owner._sock is not None:
+                owner._sock.__dict__.pop("recv", None)
+        self._saved = None
         self._frame = None
         self._counts.clear()
         self._done.clear()
