@@ -6,12 +6,21 @@ set -eu
 
 # Debian packages the network tests use, when we may install them (root with apt-get).
 need=""
-for cmd in ip:iproute2; do
+# avahi-daemon, avahi-utils and dbus: a standard DNS-SD client sees our services (tests/network)
+for cmd in ip:iproute2 avahi-daemon:avahi-daemon avahi-browse:avahi-utils dbus-daemon:dbus; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || need="$need ${cmd#*:}"
 done
 if [ -n "$need" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing Debian packages:$need"
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+  # the tests start their own avahi-daemon in a namespace: apt must not start one on this
+  # machine's own network (policy-rc.d exit 101 tells Debian's maintainer scripts "no")
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    guard=1
+  fi
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null || true
+  [ -z "$guard" ] || rm -f /usr/sbin/policy-rc.d
 fi
 
 .venv/bin/ruff check peermq tests examples bench

@@ -55,10 +55,10 @@ class Host:
         k = self.lab.switches[switch]
         return f"fd7{k}::{self.index}" if v6 else f"10.7{k}.0.{self.index}"
 
-    def sh(self, *argv: str, check: bool = True) -> str:
+    def sh(self, *argv: str, check: bool = True, env: dict[str, str] | None = None) -> str:
         out = subprocess.run(["ip", "netns", "exec", self.netns, *argv], check=False,
-                             capture_output=True,
-                             text=True, timeout=20)
+                             capture_output=True, text=True, timeout=20,
+                             env={**os.environ, **(env or {})})
         if check and out.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} on {self.name}: {out.stderr.strip()}")
         return out.stdout
