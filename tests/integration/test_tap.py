@@ -308,3 +308,21 @@ def test_a_killed_node_leaves_as_silent() -> None:
 def test_tap_options_are_checked(bad: dict[str, object]) -> None:
     with pytest.raises(peermq.PeermqError):
         Tap(**bad)  # type: ignore[arg-type]
+
+
+def test_the_tap_example_runs() -> None:
+    """examples/tap_watch.py (test_examples.py checks that every example is run somewhere)."""
+    proc = subprocess.run([sys.executable, "-X", "dev", os.path.join(REPO, "examples",
+                                                                     "tap_watch.py")],
+                          capture_output=True, text=True, timeout=30, cwd=REPO, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr == ""
+    lines = proc.stdout.splitlines()
+    assert lines[1] == "++ shop joined: ['pub/1', 'push/2']"
+    assert lines[2:8] == [
+        f"   {kind} {topic} #{i} {data}"
+        for i in (1, 2, 3)
+        for kind, topic, data in (("pub/1", "orders.created", {"id": i - 1}),
+                                  ("push/2", "jobs.resize", repr(f"image-{i - 1}.png".encode())))
+    ]
+    assert lines[-1] == "the worker still got 3 jobs and the subscriber 3 orders"
