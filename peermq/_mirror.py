@@ -171,8 +171,9 @@ class _Port:
             return None
         # ints and a dict copy: safe to read from this thread while the owner writes them
         peers = len(core.subscribers) if self.kind == "pub" else int(getattr(sock, "_peers", 0))
+        service = getattr(getattr(sock, "discovery", None), "service", "")  # with service=
         return SocketStatus(
-            self.stream, self.kind, str(getattr(sock, "service", "") or ""), core.sent,
+            self.stream, self.kind, service if isinstance(service, str) else "", core.sent,
             core.dropped, dict(core.dropped_by_peer), peers, self.lost,
             tuple(sock.endpoints),
         )

@@ -86,3 +86,15 @@ def test_mirrors_announced_by_mdns_are_found_and_seen_leaving() -> None:
             left = gather(tap, lambda ev: any(isinstance(e, NodeLeft) for e in ev))
     assert [m.seq for m in messages(events) if isinstance(m, TapMessage)] == list(range(1, 31))
     assert next(e.reason.value for e in left if isinstance(e, NodeLeft)) in ("gone", "closed")
+
+
+def test_messages_carry_the_service_of_their_socket() -> None:
+    with peermq.Node(name="svc", discovery=NO_MDNS) as node, \
+            peermq.Publisher(node=node, service="orders", bind="tcp://127.0.0.1:*") as pub:
+        assert node.mirror is not None
+        with Tap(connect=node.mirror.endpoints) as tap:
+            (hello,) = [e for e in gather(tap, joined(1)) if isinstance(e, NodeJoined)]
+            pub.send("orders.created", 1)
+            (msg,) = messages(gather(tap, lambda ev: len(messages(ev)) >= 1))
+    assert [(s.kind, s.service) for s in hello.sockets] == [("pub", "orders")]
+    assert (msg.service, msg.kind, msg.name) == ("orders", "pub", "svc")
