@@ -299,3 +299,39 @@ def test_ctrl_c_in_a_terminal_under_tmux(tmp_path: Path) -> None:
                            capture_output=True)
             say(proc, "stop")
     assert rc_file.read_text().strip() == "130"
+
+
+def test_stats_as_json_lines() -> None:
+    n = 30
+    with peer("pub", "metrics.cpu", str(n)) as proc:
+        mirror, data = ready(proc)
+        with tap("-c", mirror, "--stats", "--json", "--interval", "0.2", "--count", str(n)) as t:
+            time.sleep(0.1)
+            with peermq.Subscriber(connect=data):
+                lines_until(t, '"node_stats"')  # attached: the node reports itself
+                say(proc, "go")
+                out, err = t.communicate(timeout=30)
+    assert t.returncode == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    last_topic = [r for r in rows if r["type"] == "topic_stats"][-1]
+    assert (last_topic["topic"], last_topic["messages"], last_topic["gaps"],
+            last_topic["last_seq"]) == ("metrics.cpu", n, 0, n)
+    assert last_topic["rate"] > 0 and last_topic["bytes"] > 0
+    node = [r for r in rows if r["type"] == "node_stats"][-1]
+    assert (node["state"], node["messages"], node["dropped"], node["mirror_lost"]) == (
+        "up", n, 0, 0)
+
+
+def test_hex_output_and_a_count_not_reached_in_time() -> None:
+    with peer("pub", "blob", "2", "--payloads") as proc:
+        mirror, data = ready(proc)
+        with tap("-c", mirror, "--hex", "--count", "3", "--timeout", "3") as t:
+            lines_until(t, "node joined")
+            with peermq.Subscriber(connect=data):
+                say(proc, "go")
+                out, err = t.communicate(timeout=30)
+    assert t.returncode == 1, err
+    assert "Error: showed 2 of 3 messages before the --timeout of 3.0s" in err
+    dump = [line.strip() for line in out.splitlines() if line.startswith("  0000")]
+    assert dump[0].startswith("00000000  00 ff fe 80 20 6e 6f 74  20 75 74 66 2d 38")
+    assert len(dump) == 1  # the second payload is empty: a message line, no dump
