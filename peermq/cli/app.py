@@ -12,6 +12,7 @@ from .._zmq import zmq_version
 from ._ui import Ui
 from .demo.command import demo
 from .keys import keys
+from .peers import peers
 from .pub import pub
 from .replay import info, replay
 from .spool import spool
@@ -69,6 +70,7 @@ cli.add_command(pub)
 cli.add_command(sub)
 cli.add_command(demo)
 cli.add_command(keys)
+cli.add_command(peers)
 cli.add_command(tap)
 cli.add_command(replay)
 cli.add_command(info)

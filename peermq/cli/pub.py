@@ -16,6 +16,7 @@ from ..node import Node
 from ..sockets import Publisher
 from . import _params
 from ._ui import ReaderGoneError, Ui, silence_stdout
+from .peers import discovery_from, discovery_options, service_callback
 
 __all__ = ["pub"]
 
@@ -51,6 +52,10 @@ def _report(ui: Ui, as_json: bool, stats: SocketStats, subscribers: int) -> None
 
 @click.command()
 @_params.endpoint_options
+@click.option("-s", "--service", callback=service_callback, metavar="NAME",
+              help="Announce as a publisher of service NAME (DNS-SD; docs/discovery.md), "
+                   "on a port of its own unless --bind is given.")
+@discovery_options
 @click.argument("topic", callback=_params.topic_callback)
 @click.argument("data", required=False)
 @click.option("--json-data", "json_data", is_flag=True,
@@ -87,6 +92,11 @@ def pub(
     timeout: float,
     as_json: bool,
     name: str | None,
+    service: str | None = None,
+    interfaces: tuple[str, ...] = (),
+    static_peers: tuple[str, ...] = (),
+    peers_file: str | None = None,
+    no_mdns: bool = False,
 ) -> None:
     """Publish DATA (a string) on TOPIC, or each line of --file.
 
@@ -94,8 +104,11 @@ def pub(
       peermq pub --bind 5555 --wait-subscribers 1 orders.created '{"id": 7}' --json-data
       peermq pub --connect 5556 -H region=eu -n 10 -i 0.5 metrics.cpu 0.42
       tail -f app.log | peermq pub --connect 5556 logs.app --file -
+      peermq pub --service orders -w 1 orders.created '{"id": 7}' --json-data
     """
-    _params.require_endpoints(bind, connect)
+    if service is None:
+        _params.require_endpoints(bind, connect)
+    finding = discovery_from(interfaces, static_peers, peers_file, no_mdns) if service else None
     if (data is None) == (file is None):
         raise click.UsageError("give DATA or --file, not both" if data is not None
                                else "give DATA, or --file to send lines")
@@ -112,7 +125,10 @@ def pub(
             raise click.BadParameter(f"not valid JSON: {exc}", param_hint="DATA") from None
         payloads = itertools.repeat(value, count)
     try:
-        with Node(name=name) as node, Publisher(node=node) as publisher:
+        with Node(name=name, discovery=finding) as node, \
+                Publisher(node=node, service=service) as publisher:
+            if service is not None:
+                ui.status(f"announcing service {service} at {', '.join(publisher.endpoints)}")
             for ep in bind:
                 ui.status(f"bound {publisher.bind(ep)}")
             for ep in connect:

@@ -14,6 +14,7 @@ from ..node import Node
 from ..sockets import Subscriber
 from . import _format, _params
 from ._ui import ReaderGoneError, Ui, gap_line, message_line, silence_stdout
+from .peers import discovery_from, discovery_options, service_callback
 
 __all__ = ["sub"]
 
@@ -23,6 +24,10 @@ _SLICE = 0.2
 
 @click.command()
 @_params.endpoint_options
+@click.option("-s", "--service", callback=service_callback, metavar="NAME",
+              help="Receive from every publisher of service NAME, found by discovery, as "
+                   "they come and go (docs/discovery.md).")
+@discovery_options
 @click.argument("patterns", nargs=-1, metavar="[PATTERN]...", callback=_params.patterns_callback)
 @click.option("-H", "--header", "headers", multiple=True, metavar="KEY=VALUE",
               callback=_params.headers_callback,
@@ -52,6 +57,11 @@ def sub(
     as_json: bool,
     full: bool,
     name: str | None,
+    service: str | None = None,
+    interfaces: tuple[str, ...] = (),
+    static_peers: tuple[str, ...] = (),
+    peers_file: str | None = None,
+    no_mdns: bool = False,
 ) -> None:
     """Print messages whose topic matches a PATTERN (default '>': all of them).
 
@@ -63,15 +73,25 @@ def sub(
     \b
       peermq sub --connect 5555 'orders.>' -H region=eu
       peermq sub --bind 5556 --json --count 10 > messages.jsonl
+      peermq sub --service orders 'orders.>'
     """
-    _params.require_endpoints(bind, connect)
+    if service is None:
+        _params.require_endpoints(bind, connect)
+    finding = discovery_from(interfaces, static_peers, peers_file, no_mdns) if service else None
     gaps: list[Gap] = []
     tally = _Tally()
     try:
-        with Node(name=name) as node, Subscriber(
+        with Node(name=name, discovery=finding) as node, Subscriber(
             node=node, topics=patterns, headers=headers or None,
             match=HeaderMatch.ANY if match_any else HeaderMatch.ALL, on_gap=gaps.append,
+            service=service,
         ) as subscriber:
+            if service is not None:
+                ui.status(f"looking for publishers of {service}")
+                assert subscriber.discovery is not None
+                subscriber.discovery.on_peer(lambda ev: ui.status(
+                    f"{'++' if ev.kind.value == 'joined' else '--'} {ev.peer.instance} "
+                    f"at {ev.peer.endpoint} ({ev.reason})"))
             for ep in bind:
                 ui.status(f"bound {subscriber.bind(ep)}")
             for ep in connect:

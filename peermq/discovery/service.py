@@ -42,8 +42,9 @@ class Watch:
     """A socket's interest in the senders (or receivers) of one service; callbacks on the loop."""
 
     service: str
-    kind: PeerKind
-    """The kind of peer wanted (a subscriber watches publishers)."""
+    """The service watched; empty: every service (a listing)."""
+    kind: PeerKind | None
+    """The kind of peer wanted (a subscriber watches publishers); None: every kind."""
     found: Callable[[PeerInfo], None]
     lost: Callable[[str, str], None]
     """``lost(instance, reason)``."""
@@ -51,6 +52,8 @@ class Watch:
     """Called about once a second (a socket's table drops stale peers)."""
     probes: bool = True
     """Whether probe hints count (sockets: yes; a listing: no)."""
+    any_version: bool = False
+    """Whether peers of another protocol version count (a listing: yes; sockets: no)."""
 
 
 class Discovery(Listener):
@@ -209,7 +212,7 @@ class Discovery(Listener):
                 if self._wants(watch, info):
                     watch.found(info)
             for peer in self._static:
-                if peer.service == watch.service:
+                if self._wants_static(watch, peer):
                     watch.found(self._static_info(peer, watch.kind))
 
         self._soon(add)
@@ -236,8 +239,13 @@ class Discovery(Listener):
 
     @staticmethod
     def _wants(watch: Watch, info: PeerInfo) -> bool:
-        return (info.service == watch.service and info.kind is watch.kind
-                and info.protocol == wire.VERSION)
+        return ((not watch.service or info.service == watch.service)
+                and (watch.kind is None or info.kind is watch.kind)
+                and (watch.any_version or info.protocol == wire.VERSION))
+
+    @staticmethod
+    def _wants_static(watch: Watch, peer: StaticPeer) -> bool:
+        return not watch.service or peer.service == watch.service
 
     @staticmethod
     def _static_info(peer: StaticPeer, kind: PeerKind | None) -> PeerInfo:
@@ -330,12 +338,12 @@ class Discovery(Listener):
         for peer in old:
             if peer not in new:
                 for watch in list(self._watches):
-                    if watch.service == peer.service:
+                    if self._wants_static(watch, peer):
                         watch.lost(f"static {peer.endpoint}", "removed")
         for peer in new:
             if peer not in old:
                 for watch in list(self._watches):
-                    if watch.service == peer.service:
+                    if self._wants_static(watch, peer):
                         watch.found(self._static_info(peer, watch.kind))
 
     async def _every_second(self) -> None:

@@ -7,6 +7,8 @@ or a pulled cable is noticed within heartbeat interval + timeout (0.5 + 2.0 s), 
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -218,3 +220,27 @@ def test_receivers_ignore_other_services_and_kinds(lab: Lab, kind: str) -> None:
     h1.peer("pub", "billing").event("announced", T)
     h1.peer("push", "orders").event("announced", T)
     sub.none("joined", 1.5)
+
+
+def test_peermq_peers_json_lists_the_services_of_other_hosts(lab: Lab) -> None:
+    h1, h2 = lab.add_host("h1"), lab.add_host("h2")
+    pub = h1.peer("pub", "orders", "--name", "api")
+    push = h1.peer("push", "jobs", "--name", "api")
+    ids = {p.event("started", T)["node_id"] for p in (pub, push)}
+    for p in (pub, push):
+        p.event("announced", T)
+    out = h2.sh(sys.executable, "-m", "peermq", "peers", "--json", "--timeout", "3")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["type"], r["service"], r["kind"], r["instance"]) for r in rows] == [
+        ("peer", "jobs", "push", "api push jobs #1"),
+        ("peer", "orders", "pub", "api pub orders #1"),
+    ]
+    assert {r["node_id"] for r in rows} == ids
+    assert all(r["endpoint"].startswith(f"tcp://{h1.addr()}:") for r in rows)
+    # --watch: a peer that leaves is reported
+    watch = h2.spawn([sys.executable, "-m", "peermq", "peers", "--watch", "--json", "orders"])
+    joined = watch.expect(lambda d: d.get("type") == "joined", T, "joined")
+    assert joined["instance"] == "api pub orders #1"
+    pub.quit()
+    left = watch.expect(lambda d: d.get("type") == "left", T, "left")
+    assert left["instance"] == "api pub orders #1" and left["reason"] == "goodbye"
