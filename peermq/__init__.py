@@ -7,6 +7,7 @@ import logging
 from ._version import __version__
 from .config import (
     AckMode,
+    DiscoveryOptions,
     Fsync,
     HeaderMatch,
     MirrorOptions,
@@ -16,6 +17,7 @@ from .config import (
     SpoolOptions,
     TrustPolicy,
 )
+from .discovery import PeerEvent, PeerEventKind, PeerInfo, Service
 from .errors import (
     ClosedError,
     ConfigError,
@@ -42,6 +44,7 @@ __all__ = [
     "ConfigError",
     "Delivery",
     "DiscoveryError",
+    "DiscoveryOptions",
     "EncodeError",
     "Fsync",
     "Gap",
@@ -51,6 +54,9 @@ __all__ = [
     "Node",
     "OnFull",
     "PeerError",
+    "PeerEvent",
+    "PeerEventKind",
+    "PeerInfo",
     "PeermqError",
     "Publisher",
     "Puller",
@@ -58,6 +64,7 @@ __all__ = [
     "SecurityError",
     "SecurityOptions",
     "SendTimeoutError",
+    "Service",
     "SocketOptions",
     "SocketStats",
     "SpoolError",

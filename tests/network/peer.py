@@ -53,6 +53,8 @@ def main() -> int:
     p.add_argument("--no-ipv6", action="store_true")
     p.add_argument("--heartbeat", type=float, nargs=2, metavar=("INTERVAL", "TIMEOUT"))
     p.add_argument("--forget-after", type=float, default=30.0)
+    p.add_argument("--quiet", action="store_true",
+                   help="receivers: report the first message of each sender, not every one")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args()
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.WARNING, stream=sys.stderr,
@@ -67,6 +69,7 @@ def main() -> int:
     )
     kinds = {"pub": peermq.Publisher, "sub": peermq.Subscriber, "push": peermq.Pusher,
              "pull": peermq.Puller}
+    out("starting")
     with peermq.Node(name=a.name, node_id=a.node_id, discovery=opts, mirror=None) as node:
         sock = kinds[a.role](service=a.service, node=node, bind=a.bind or None,
                              options=SocketOptions(send_timeout=0.2))
@@ -77,13 +80,25 @@ def main() -> int:
             run_sender(sock, a.service, a.interval)
         else:
             sock.discovery.on_peer(on_peer)
-            run_receiver(sock)
+            run_receiver(sock, a.quiet)
         sock.close()
     out("closed")
     return 0
 
 
 def run_sender(sock: peermq.Publisher | peermq.Pusher, service: str, interval: float) -> None:
+    try:
+        _send_until_closed(sock, service, interval)
+    finally:
+        out("summary", sent=_sent[0])
+
+
+_sent = [0]
+
+
+def _send_until_closed(
+    sock: peermq.Publisher | peermq.Pusher, service: str, interval: float
+) -> None:
     assert sock.discovery is not None
     announced = False
     peers = -1
@@ -104,19 +119,25 @@ def run_sender(sock: peermq.Publisher | peermq.Pusher, service: str, interval: f
                 try:
                     sock.send(f"{service}.tick", {"n": n, "t": time.time()})
                     n += 1
+                    _sent[0] = n
                 except peermq.SendTimeoutError:
                     pass
-        time.sleep(min(0.01, interval))
+        time.sleep(min(0.01, max(0.0, next_send - time.monotonic())))
 
 
-def run_receiver(sock: peermq.Subscriber | peermq.Puller) -> None:
+def run_receiver(sock: peermq.Subscriber | peermq.Puller, quiet: bool) -> None:
+    seen: dict[str, int] = {}
     while not stdin_closed():
         try:
-            msg = sock.recv(timeout=0.05)
+            msgs = sock.recv_many(timeout=0.05)
         except TimeoutError:
             continue
-        data = msg.data if isinstance(msg.data, dict) else {}
-        out("msg", sender=msg.sender, n=data.get("n"), sent=data.get("t"))
+        for msg in msgs:
+            data = msg.data if isinstance(msg.data, dict) else {}
+            seen[msg.sender] = seen.get(msg.sender, 0) + 1
+            if not quiet or seen[msg.sender] == 1:
+                out("msg", sender=msg.sender, n=data.get("n"), sent=data.get("t"))
+    out("summary", received=sum(seen.values()), senders=len(seen))
 
 
 if __name__ == "__main__":
