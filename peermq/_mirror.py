@@ -8,7 +8,10 @@ no tap attached the hook is None and a send pays one attribute test.
 A tap subscribes to topic prefixes, then to ``STATUS`` last: the mirror counts itself attached
 while that subscription stands, and answers each new one with a status frame, so a tap that
 gets a node's first status knows that its other subscriptions are in force there. Data frames
-are the wire frames as sent (see wire.py); control frames are::
+are the wire frames as sent (see wire.py), alone or, to spare a ZeroMQ call per copy, several
+small ones in one bundle frame (``BUNDLE`` then, for each, a 4-byte big-endian length and the
+frame; a tap subscribes to ``BUNDLE`` and filters what it holds by topic itself). Control
+frames are::
 
     STATUS + msgpack [1, state, node, name, host, pid, time, interval, [socket, ...]]
     socket = [stream, kind, service, sent, dropped, {subscriber: lost}, peers, mirror_lost,
@@ -40,6 +43,7 @@ from .config import MirrorOptions
 from .errors import WireError
 
 __all__ = [
+    "BUNDLE",
     "BYE",
     "HELLO",
     "MIRROR_SERVICE",
@@ -56,6 +60,12 @@ _log = logging.getLogger(__name__)
 
 STATUS = b"\xffT"
 """Prefix of the mirror's control frames; a tap subscribes to it last."""
+BUNDLE = b"\xffB"
+"""Prefix of a frame that holds several copies."""
+_BUNDLE_BYTES = 256 * 1024
+"""A bundle closes at this size."""
+_ALONE_BYTES = 16 * 1024
+"""Copies this big or bigger go alone (ZeroMQ's per-call cost is small next to them)."""
 HELLO, UPDATE, BYE = 0, 1, 2
 MIRROR_SERVICE = "peermq.mirror"
 """The service name mirrors are announced under (DNS-SD); reserved for them."""
@@ -138,6 +148,13 @@ def decode_status(frame: bytes) -> MirrorStatus:
                         tuple(_socket_status(s) for s in socks))
 
 
+def _bundle(parts: list[bytes]) -> bytes:
+    """One copy alone as it is; more as a bundle (``parts`` alternates lengths and frames)."""
+    if len(parts) == 2:
+        return parts[1]
+    return BUNDLE + b"".join(parts)
+
+
 class _Port:
     """One sending socket's way into the mirror; only that socket's thread calls ``offer``."""
 
@@ -199,6 +216,8 @@ class Mirror:
         self._registration: Any = None
         self._announced = False
         self._queue: deque[bytes] = deque()
+        self._unsent: deque[bytes] = deque()
+        """Frames made from copies (bundles or single ones) that ZeroMQ did not take yet."""
         self._ports: tuple[_Port, ...] = ()
         self._lock = threading.Lock()
         self._attached = threading.Event()
@@ -271,6 +290,7 @@ class Mirror:
             else:
                 self._attached.clear()
                 self._queue.clear()
+                self._unsent.clear()
         _log.debug("mirror.%s node=%s", "attached" if attached else "detached", self.node)
 
     def _read_subscriptions(self) -> bool:
@@ -293,17 +313,40 @@ class Mirror:
             self._set_attached(attached)
         return greet
 
+    def _pack(self) -> None:
+        """Move copies from the queue to ``_unsent``: small ones bundled, big ones alone."""
+        queue, unsent, wanted = self._queue, self._unsent, self._wanted
+        parts: list[bytes] = []
+        size = 0
+        while queue and size < _BUNDLE_BYTES:
+            frame = queue.popleft()
+            if wanted is not None and not frame.startswith(wanted):
+                continue  # no tap wants it
+            n = len(frame)
+            if n >= _ALONE_BYTES:
+                if parts:
+                    unsent.append(_bundle(parts))
+                    parts, size = [], 0
+                unsent.append(frame)
+                continue
+            parts += (n.to_bytes(4, "big"), frame)
+            size += n + 4
+        if parts:
+            unsent.append(_bundle(parts))
+
     def _drain(self) -> None:
-        queue, send, wanted = self._queue, self._xpub.send, self._wanted
-        while queue:
-            if wanted is not None and not queue[0].startswith(wanted):
-                queue.popleft()  # no tap wants it: ZeroMQ would drop it, skip the call
+        queue, unsent, send = self._queue, self._unsent, self._xpub.send
+        while True:
+            if not unsent:
+                if not queue:
+                    return
+                self._pack()
                 continue
             try:
-                send(queue[0], zmq.NOBLOCK)
+                send(unsent[0], zmq.NOBLOCK)
             except zmq.Again:
                 return  # a tap is full: keep the rest; senders count what no longer fits
-            queue.popleft()
+            unsent.popleft()
 
     def _status(self, state: int) -> None:
         ports = self._ports

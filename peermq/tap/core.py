@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from .. import _mirror, wire
 from ..errors import WireError
 from ..message import NO_HEADERS
+from ..topics import TopicFilter
 from .events import (
     Event,
     LeaveReason,
@@ -47,13 +48,15 @@ class TapCore:
     """
 
     def __init__(self, *, max_tracked_streams: int = 65_536, silence: float = 3.0,
-                 min_silence: float = 2.0) -> None:
+                 min_silence: float = 2.0, topics: TopicFilter | None = None) -> None:
         self.max_tracked_streams = max_tracked_streams
+        self.topics = topics
+        """Only these topics (exactly: a mirror filters by prefix, and bundles not at all)."""
         self.silence = silence
         self.min_silence = min_silence
         self.nodes: dict[str, KnownNode] = {}
         self._next: dict[tuple[str, int, bytes], int] = {}
-        self._topics: dict[bytes, str] = {}
+        self._topics: dict[bytes, str | None] = {}
         self.frames = 0
         self.malformed = 0
         self._warned = False
@@ -75,23 +78,49 @@ class TapCore:
         """The events one frame from a mirror yields, ``now`` being the tap's wall clock."""
         self.frames += 1
         if frame[:1] == b"\xff":
+            if frame.startswith(_mirror.BUNDLE):
+                return self._bundle(frame, now)
             return self._control(frame, now)
+        return self._data(frame, now)
+
+    def _bundle(self, frame: bytes, now: float) -> list[Event]:
+        events: list[Event] = []
+        view = memoryview(frame)
+        at, end = len(_mirror.BUNDLE), len(frame)
+        while at < end:
+            n = int.from_bytes(view[at:at + 4], "big")
+            if n == 0 or at + 4 + n > end:
+                self._bad("bundle", WireError("a bundle's length runs past its end"))
+                break
+            events += self._data(bytes(view[at + 4:at + 4 + n]), now)
+            at += 4 + n
+        return events
+
+    def _data(self, frame: bytes, now: float) -> list[Event]:
+        if frame[:1] == b"\xff":
+            self._bad("bundle", WireError("a control frame inside a bundle"))
+            return []
         try:
             raw, env = wire.decode_data(frame)
         except WireError as exc:
             self._bad("decode", exc)
             return []
         kind, node, stream, seq, sent, headers, payload = env
-        topic = self._topics.get(raw)
-        if topic is None:
+        if raw in self._topics:
+            topic = self._topics[raw]
+        else:
             try:
                 topic = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 self._bad("topic", exc)
                 return []
+            if self.topics is not None and not self.topics.matches(topic):
+                topic = None
             if len(self._topics) >= 4096:
                 self._topics.clear()
             self._topics[raw] = topic
+        if topic is None:
+            return []  # a topic this tap did not ask for
         known = self._known(node, now)
         sock = known.sockets.get(stream)
         skind, service = (sock.kind, sock.service) if sock is not None else ("", "")

@@ -60,7 +60,8 @@ class Tap(SocketBase):
         if isinstance(silence, bool) or not isinstance(silence, (int, float)) or silence <= 0:
             raise ConfigError(f"silence must be a number of status intervals > 0, got {silence!r}")
         opts = options or _tap_options()
-        self._tcore = TapCore(max_tracked_streams=opts.max_tracked_streams, silence=silence)
+        self._tcore = TapCore(max_tracked_streams=opts.max_tracked_streams, silence=silence,
+                              topics=self._filter)
         self._clock = clock
         self._next_expire = 0.0
         self._stopping = False
@@ -74,6 +75,7 @@ class Tap(SocketBase):
         sock = self._live()
         for prefix in self._filter.prefixes:
             sock.send(b"\x01" + prefix)
+        sock.send(b"\x01" + _mirror.BUNDLE)
         # last: a mirror that answers it has every subscription above in force
         sock.send(b"\x01" + _mirror.STATUS)
 

@@ -326,3 +326,25 @@ def test_the_tap_example_runs() -> None:
                                   ("push/2", "jobs.resize", repr(f"image-{i - 1}.png".encode())))
     ]
     assert lines[-1] == "the worker still got 3 jobs and the subscriber 3 orders"
+
+
+def test_two_taps_with_different_topics_each_get_exactly_theirs() -> None:
+    """Copies travel bundled (and big ones alone); each tap still gets its topics only."""
+    with peermq.Node(name="two") as node, \
+            peermq.Publisher(node=node, bind="tcp://127.0.0.1:*") as pub:
+        assert node.mirror is not None
+        with Tap(connect=node.mirror.endpoints, topics=["a.>"]) as narrow, \
+                Tap(connect=node.mirror.endpoints) as wide:
+            gather(narrow, joined(1))
+            gather(wide, joined(1))
+            for i in range(300):
+                pub.send("a.x", b"\x00" * (40_000 if i % 50 == 0 else 10))
+                pub.send("b.x", i)
+            got_narrow = gather(narrow, lambda ev: len(messages(ev)) >= 300)
+            got_wide = gather(wide, lambda ev: len(messages(ev)) >= 600)
+            assert not messages(narrow.poll(0.3))  # no b.x trailing behind
+    assert seqs_by_sender(got_narrow) == {(node.id, pub.stream, "a.x"): list(range(1, 301))}
+    assert seqs_by_sender(got_wide) == {(node.id, pub.stream, "a.x"): list(range(1, 301)),
+                                        (node.id, pub.stream, "b.x"): list(range(1, 301))}
+    sizes = {m.size for m in messages(got_narrow)}
+    assert max(sizes) > 40_000 and min(sizes) < 100

@@ -6,6 +6,7 @@ import pytest
 
 from peermq import MirrorOptions, wire
 from peermq._mirror import (
+    BUNDLE,
     BYE,
     HELLO,
     UPDATE,
@@ -16,6 +17,7 @@ from peermq._mirror import (
 )
 from peermq.errors import ConfigError, WireError
 from peermq.tap import LeaveReason, NodeJoined, NodeLeft, NodeStatus, TapCore, TapGap, TapMessage
+from peermq.topics import TopicFilter
 
 
 def encoder(node: str = "n1", stream: int = 1) -> wire.Encoder:
@@ -138,3 +140,38 @@ def test_mirror_options_are_validated() -> None:
                 {"linger": float("nan")}):
         with pytest.raises(ConfigError):
             MirrorOptions(**bad)  # type: ignore[arg-type]
+
+
+def bundle(*frames: bytes) -> bytes:
+    return BUNDLE + b"".join(len(f).to_bytes(4, "big") + f for f in frames)
+
+
+def test_bundles_hold_several_copies_in_order() -> None:
+    core = TapCore()
+    a, b = encoder("a"), encoder("b")
+    frames = [a.encode("t", 1, None, 1.0), b.encode("u", 2, None, 1.0), a.encode("t", 3, None, 1.0)]
+    events = core.accept(bundle(*frames), 5.0)
+    assert [(e.node, e.topic, e.seq, e.data, e.size) for e in events if isinstance(e, TapMessage)] == [
+        ("a", "t", 1, 1, len(frames[0])), ("b", "u", 1, 2, len(frames[1])),
+        ("a", "t", 2, 3, len(frames[2]))]
+    assert core.malformed == 0
+
+
+@pytest.mark.parametrize("frame", [
+    BUNDLE + (99).to_bytes(4, "big") + b"short",
+    BUNDLE + (0).to_bytes(4, "big"),
+    BUNDLE + b"\x00\x00",
+    bundle(b"\xffTnested control"),
+])
+def test_malformed_bundles_are_counted(frame: bytes) -> None:
+    core = TapCore()
+    assert core.accept(frame, 1.0) == []
+    assert core.malformed == 1
+
+
+def test_a_tap_keeps_only_its_topics_exactly() -> None:
+    core = TapCore(topics=TopicFilter(["orders.*"]))
+    enc = encoder()
+    frames = [enc.encode(t, 0, None, 1.0) for t in ("orders.new", "orders.new.eu", "users.x")]
+    events = core.accept(bundle(*frames), 1.0) + core.accept(frames[1], 1.0)
+    assert [e.topic for e in events if isinstance(e, TapMessage)] == ["orders.new"]
