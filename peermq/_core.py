@@ -222,9 +222,9 @@ class ReceiveCore:
             if rest is not None:
                 seq, ts, headers, payload = rest
                 if (
-                    (seq == hot[2] or (self._any_seq and seq > 0))
+                    type(seq) is int
+                    and (seq == hot[2] or (self._any_seq and seq > 0))
                     and headers is None
-                    and type(seq) is int
                     and type(ts) is float
                     and not (
                         (type(payload) is list or type(payload) is dict)

@@ -283,6 +283,7 @@ class ReceiverBase(SocketBase):
                     break
                 core.stash(frame)
             count += core.received - before
+            core.received = before  # discarded, not handed to the user
             core.pending.clear()
         return count
 

@@ -170,6 +170,7 @@ class Pusher(PusherBase, _Sending):
 
     async def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Wait until ``n`` pullers are connected; TimeoutError if not."""
+        self._live()
         assert self._monitor is not None
         return await self._wait_until(self._count_peers, n, self._monitor, timeout, "pullers")
 
@@ -281,5 +282,6 @@ class Puller(PullerBase, _Receiving):
 
     async def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Wait until ``n`` pushers are connected; TimeoutError if not."""
+        self._live()
         assert self._monitor is not None
         return await self._wait_until(self._count_peers, n, self._monitor, timeout, "pushers")

@@ -122,6 +122,7 @@ class Pusher(PusherBase, _Sending):
 
     def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Block until ``n`` pullers are connected; TimeoutError if not."""
+        self._live()
         assert self._monitor is not None
         return self._wait_until(self._count_peers, n, self._monitor, timeout, "pullers")
 
@@ -239,6 +240,7 @@ class Puller(PullerBase, _Receiving):
 
     def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Block until ``n`` pushers are connected; TimeoutError if not."""
+        self._live()
         assert self._monitor is not None
         return self._wait_until(self._count_peers, n, self._monitor, timeout, "pushers")
 

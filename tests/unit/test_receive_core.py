@@ -134,3 +134,18 @@ def test_fast_path_still_refuses_bad_envelopes() -> None:
     nested = b"t\x00\x01\x97\x00\xa2aa\x01\x03\xcb" + deep[-9:-1][:8] + b"\xc0" + b"\x91" * 200 + b"\xc0"
     assert take(c, nested) == []
     assert c.malformed == 3
+
+
+@pytest.mark.parametrize("track_gaps", [True, False])
+def test_a_forged_sequence_number_on_the_hot_path_is_dropped_not_raised(track_gaps: bool) -> None:
+    import msgpack
+
+    e = enc()
+    c = core(topics=None if not track_gaps else TopicFilter([">"]), track_gaps=track_gaps)
+    take(c, e.encode("t", 1, None, 1.0))
+    take(c, e.encode("t", 2, None, 1.0))  # the stream is hot now
+    for bad_seq in ("3", 3.0, None, [3], -1):
+        frame = b"t\x00\x01\x97\x00\xa2aa\x01" + msgpack.packb(bad_seq) + msgpack.packb(1.0) + b"\xc0\x01"
+        assert take(c, frame) == []
+    assert c.malformed == 5
+    assert [m.seq for m in take(c, e.encode("t", 3, None, 1.0))] == [3]
