@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -138,8 +139,6 @@ def test_fast_path_still_refuses_bad_envelopes() -> None:
 
 @pytest.mark.parametrize("track_gaps", [True, False])
 def test_a_forged_sequence_number_on_the_hot_path_is_dropped_not_raised(track_gaps: bool) -> None:
-    import msgpack
-
     e = enc()
     c = core(topics=None if not track_gaps else TopicFilter([">"]), track_gaps=track_gaps)
     take(c, e.encode("t", 1, None, 1.0))
