@@ -100,7 +100,22 @@ def check_gaps(out: str) -> None:
     assert "next message: 1001 with seq 1001" in out
 
 
+def check_discovery_pubsub(out: str) -> None:
+    assert re.search(r"joined: station pub weather #\d+ at tcp://127\.0\.0\.1:\d+", out)
+    for line in ("weather.paris: {'celsius': 21}", "weather.oslo: {'celsius': 4}",
+                 "weather.lima: {'celsius': 18}"):
+        assert line in out
+    assert re.search(r"left: station pub weather #\d+", out)
+
+
+def check_discovery_static(out: str) -> None:
+    assert re.search(r"frontend: orders.created \{'id': 7\} from tcp://127\.0\.0\.1:\d+ "
+                     r"\(static peer\)", out)
+
+
 SINGLE: dict[str, Callable[[str], None]] = {
+    "discovery_pubsub.py": check_discovery_pubsub,  # mDNS pinned to loopback
+    "discovery_static.py": check_discovery_static,  # no multicast at all
     "hello_world.py": check_hello_world,
     "pubsub_filters.py": check_pubsub_filters,
     "pipeline.py": check_pipeline,
@@ -112,8 +127,16 @@ PAIRED = {"hello_send.py", "hello_receive.py"}  # two processes, run together be
 
 
 def test_every_example_is_run() -> None:
+    """Each example runs here, or in a test of its own feature that names it."""
     found = {p.name for p in EXAMPLES.glob("*.py")}
-    assert found == set(SINGLE) | PAIRED, "add each new example to SINGLE (or PAIRED) here"
+    elsewhere = set()
+    tests = Path(REPO) / "tests"
+    texts = [t.read_text() for t in tests.rglob("test_*.py") if t.name != "test_examples.py"]
+    for name in found - set(SINGLE) - PAIRED:
+        if any(f'"{name}"' in text or f"'{name}'" in text for text in texts):
+            elsewhere.add(name)
+    missing = found - set(SINGLE) - PAIRED - elsewhere
+    assert not missing, f"examples no test runs: {sorted(missing)}; add them to SINGLE here"
 
 
 @pytest.mark.parametrize("name", sorted(SINGLE))
