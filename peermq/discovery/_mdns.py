@@ -20,7 +20,7 @@ import logging
 import random
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from zeroconf import IPVersion, ServiceInfo, ServiceStateChange, Zeroconf
@@ -75,6 +75,8 @@ class Registration:
     infos: dict[str, ServiceInfo] = field(default_factory=dict)
     registered: set[str] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
+    broadcasts: list[asyncio.Future[object]] = field(default_factory=list)
+    """python-zeroconf's announcement tasks, cancelled if the socket closes meanwhile."""
     announced: asyncio.Event = field(default_factory=asyncio.Event)
     withdrawn: bool = False
 
@@ -326,7 +328,8 @@ class Mdns:
                          reg.name, instance_name(reg.announcement, reg.rename))
         for itf_name, info in reg.infos.items():
             zc = self.responders[itf_name].zc
-            await zc.async_register_service(info, cooperating_responders=True)
+            announcing = await zc.async_register_service(info, cooperating_responders=True)
+            reg.broadcasts.append(asyncio.ensure_future(announcing))
             reg.registered.add(itf_name)
         reg.announced.set()
         _log.info("discovery.announced name=%r service=%s interfaces=%s", reg.name,
@@ -341,11 +344,12 @@ class Mdns:
         reg.withdrawn = True
         if reg in self._registrations:
             self._registrations.remove(reg)
-        if reg.task is not None and not reg.task.done():
-            reg.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reg.task
-        tasks = []
+        for t in [reg.task, *reg.broadcasts]:
+            if t is not None and not t.done():
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+        tasks: list[Awaitable[object]] = []
         for itf_name in list(reg.registered):
             r = self.responders.get(itf_name)
             if r is None:
@@ -355,9 +359,9 @@ class Mdns:
         reg.registered.clear()
         await asyncio.sleep(0)  # let each task send its first goodbye
         first_sent()
-        for t in tasks:
+        for goodbye in tasks:
             with contextlib.suppress(Exception):
-                await t
+                await goodbye
 
     def withdraw_soon(self, reg: Registration, first_sent: Callable[[], None]) -> None:
         task = asyncio.get_running_loop().create_task(self.withdraw(reg, first_sent))

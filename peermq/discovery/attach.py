@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import select
 import threading
@@ -26,7 +25,7 @@ from .._zmq import Kind
 from ..config import DiscoveryOptions, SocketOptions
 from ..errors import ConfigError, DiscoveryError, PeermqError
 from ._mdns import Registration
-from .interfaces import Interface
+from .interfaces import Interface, announced_on, host_port
 from .peers import Action, Connect, PeerEvent, PeerInfo, PeerTable
 from .service import Discovery, Watch
 from .txt import Announcement, PeerKind, Service
@@ -37,11 +36,11 @@ if TYPE_CHECKING:
 __all__ = ["PeerHandler", "SocketDiscovery", "attach", "checked_service", "liveness_options"]
 
 _log = logging.getLogger("peermq.discovery")
+_announced_on = announced_on  # the tap mirror imports it by this name
 
 PeerHandler = Callable[[PeerEvent], object]
 _FIRST_GOODBYE_WAIT = 0.2
 _EVENTS_KEPT = 1024
-_WILDCARDS = ("*", "0.0.0.0", "::", "[::]")
 
 
 class DiscoverableSocket(Protocol):
@@ -95,40 +94,6 @@ def liveness_options(options: SocketOptions, discovery: DiscoveryOptions) -> Soc
                    heartbeat_timeout=discovery.heartbeat_timeout)
 
 
-def _host_port(endpoint: str) -> tuple[str, int] | None:
-    if not endpoint.startswith("tcp://"):
-        return None
-    host, _, port = endpoint[len("tcp://"):].rpartition(":")
-    if not port.isdigit():
-        return None
-    return host.strip("[]"), int(port)
-
-
-def _announced_on(itf: Interface, endpoints: list[str]) -> tuple[int, tuple[str, ...]] | None:
-    """The port and addresses to announce on ``itf`` for a socket bound to ``endpoints``."""
-    for ep in endpoints:
-        hp = _host_port(ep)
-        if hp is None:
-            continue
-        host, port = hp
-        host = host.split("%")[0]
-        if host in _WILDCARDS:
-            v6_ok = host in ("::", "[::]")
-            addrs = [a for a in itf.announced() if v6_ok or ":" not in a]
-            if addrs:
-                return port, tuple(addrs)
-            continue
-        try:
-            ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
-        except ValueError:
-            continue
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped  # an IPv4 address bound by a socket with IPv6 on
-        if any(n.ip == ip for n in itf.networks):
-            return port, (str(ip),)
-    return None
-
-
 class SocketDiscovery:
     """``sock.discovery``: a socket's service, its announcement or its peers, and peer events."""
 
@@ -174,7 +139,7 @@ class SocketDiscovery:
                 self._bind("tcp://*:*" if opts.ipv6 else "tcp://0.0.0.0:*")
         bound: dict[str, tuple[int, tuple[str, ...]]] = {}
         for itf in interfaces:
-            where = _announced_on(itf, sock.endpoints)
+            where = announced_on(itf, sock.endpoints)
             if where is not None:
                 bound[itf.name] = where
         if interfaces and not bound:
@@ -198,7 +163,7 @@ class SocketDiscovery:
         for addr in addresses:
             host = f"[{addr}]" if ":" in addr else addr
             real = self._bind(f"tcp://{host}:{port or '*'}")
-            hp = _host_port(real)
+            hp = host_port(real)
             if hp is not None:
                 port = hp[1]
 
@@ -318,6 +283,8 @@ class SocketDiscovery:
             self._queue(table.link_up(endpoint, now))
         elif event == zmq.EVENT_DISCONNECTED:
             self._queue(table.link_down(endpoint, now))
+        # the owner may read the monitor itself (Puller.peers, wait_for_peers): deliver now
+        self._deliver()
 
     def _queue(self, events: list[PeerEvent]) -> None:
         for ev in events:

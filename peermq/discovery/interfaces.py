@@ -18,13 +18,22 @@ import ifaddr
 
 from ..errors import DiscoveryError
 
-__all__ = ["Interface", "choose_address", "endpoint_for", "list_interfaces", "select"]
+__all__ = [
+    "Interface",
+    "announced_on",
+    "choose_address",
+    "endpoint_for",
+    "host_port",
+    "list_interfaces",
+    "select",
+]
 
 _log = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
+_WILDCARDS = ("*", "0.0.0.0", "::", "[::]")
 _IFF_UP = 0x1
 _IFF_LOOPBACK = 0x8
 _IFF_MULTICAST = 0x1000
@@ -187,6 +196,40 @@ def choose_address(addresses: Sequence[str], itf: Interface | None) -> str | Non
         for ip in parsed:
             if (ip.version == 4) == want_v4 and not (ip.version == 6 and ip.is_link_local):
                 return str(ip)
+    return None
+
+
+def host_port(endpoint: str) -> tuple[str, int] | None:
+    if not endpoint.startswith("tcp://"):
+        return None
+    host, _, port = endpoint[len("tcp://"):].rpartition(":")
+    if not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def announced_on(itf: Interface, endpoints: list[str]) -> tuple[int, tuple[str, ...]] | None:
+    """The port and addresses to announce on ``itf`` for a socket bound to ``endpoints``."""
+    for ep in endpoints:
+        hp = host_port(ep)
+        if hp is None:
+            continue
+        host, port = hp
+        host = host.split("%")[0]
+        if host in _WILDCARDS:
+            v6_ok = host in ("::", "[::]")
+            addrs = [a for a in itf.announced() if v6_ok or ":" not in a]
+            if addrs:
+                return port, tuple(addrs)
+            continue
+        try:
+            ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+        except ValueError:
+            continue
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # an IPv4 address bound by a socket with IPv6 on
+        if any(n.ip == ip for n in itf.networks):
+            return port, (str(ip),)
     return None
 
 

@@ -176,6 +176,12 @@ class Discovery(Listener):
         if self._mdns is not None:
             await self._mdns.close(self.options.goodbye_wait)
             self._mdns = None
+        # what is left (a resolution, a last announcement) must not outlive the loop
+        current = asyncio.current_task()
+        left = [t for t in asyncio.all_tasks() if t is not current]
+        for t in left:
+            t.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
 
     @property
     def running(self) -> bool:

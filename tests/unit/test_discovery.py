@@ -20,7 +20,13 @@ from peermq.discovery import (
     options_from_env,
 )
 from peermq.discovery._packets import build_probe, read_hints
-from peermq.discovery.interfaces import Interface, choose_address, endpoint_for, select
+from peermq.discovery.interfaces import (
+    Interface,
+    announced_on,
+    choose_address,
+    endpoint_for,
+    select,
+)
 from peermq.discovery.peers import Connect, Disconnect, PeerTable
 from peermq.discovery.static import parse_entry, parse_list, read_file
 from peermq.discovery.txt import (
@@ -246,3 +252,13 @@ def test_a_probe_carries_what_a_receiver_needs() -> None:
     assert decode_txt(hint.properties) == ANN
     assert read_hints(b"\x00" * 12, "10.0.0.1") == []
     assert read_hints(b"garbage", "10.0.0.1") == []
+
+
+def test_what_an_interface_announces_for_bound_endpoints() -> None:
+    dual = ["tcp://[::]:5555"]
+    assert announced_on(ETH0, dual) == (5555, ("10.77.0.1", "fd77::1"))
+    assert announced_on(ETH0, ["tcp://0.0.0.0:7"]) == (7, ("10.77.0.1",))  # IPv4 only
+    assert announced_on(ETH1, ["tcp://10.77.0.1:7"]) is None  # another interface's address
+    assert announced_on(ETH0, ["tcp://[::ffff:10.77.0.1]:7"]) == (7, ("10.77.0.1",))
+    assert announced_on(ETH0, ["ipc:///tmp/x", "tcp://[fd77::1]:9"]) == (9, ("fd77::1",))
+    assert announced_on(LO, ["tcp://127.0.0.1:3"]) == (3, ("127.0.0.1",))
