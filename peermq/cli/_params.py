@@ -69,7 +69,7 @@ def endpoint_options(f: _F) -> _F:
 def require_endpoints(bind: Sequence[str], connect: Sequence[str]) -> None:
     if not bind and not connect:
         raise click.UsageError(
-            "give --service NAME, or at least one --connect or --bind endpoint"
+            "give at least one --connect or --bind endpoint, or --service NAME"
         )
 
 
