@@ -19,7 +19,7 @@ from ...message import Gap, Message, SocketStats
 from ...node import Node
 from ...sockets import Publisher, Puller, Pusher, Subscriber
 from .. import _format
-from .topology import BIND, ROLES, ChildSpec, Kind, Role, message, readers_of
+from .topology import BIND, DISCOVERY, ROLES, ChildSpec, Kind, Role, message, readers_of
 
 __all__ = ["main"]
 
@@ -58,7 +58,7 @@ def _last(topic: str, seq: int | None, data: object, headers: dict[str, str]) ->
 def _send(role: Role, spec: ChildSpec, node: Node, stop: threading.Event) -> int:
     make = Publisher if role.kind is Kind.PUBLISHER else Pusher
     rate, every = spec["rate"], spec["report_every"]
-    with make(node=node, bind=BIND) as sock:
+    with make(node=node, bind=BIND, service=role.service) as sock:
         _report("ready", endpoints=sock.endpoints)
         # every reader is in before the first message: nothing is lost to slow joiners
         wait = sock.wait_for_subscribers if isinstance(sock, Publisher) else sock.wait_for_peers
@@ -94,10 +94,10 @@ def _receive(role: Role, spec: ChildSpec, node: Node, stop: threading.Event) -> 
     gaps: list[Gap] = []
     sock: Subscriber | Puller
     if role.kind is Kind.SUBSCRIBER:
-        sock = Subscriber(node=node, connect=connect, topics=role.topics,
+        sock = Subscriber(node=node, connect=connect, service=role.service, topics=role.topics,
                           headers=role.headers or None, on_gap=gaps.append, options=_QUICK)
     else:
-        sock = Puller(node=node, connect=connect, options=_QUICK)
+        sock = Puller(node=node, connect=connect, service=role.service, options=_QUICK)
     with sock:
         _report("ready", endpoints=[])
         next_report = time.monotonic()
@@ -134,7 +134,7 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
     run = _send if role.kind.sends else _receive
     try:
-        with Node(name=f"demo-{role.name}") as node:
+        with Node(name=f"demo-{role.name}", discovery=DISCOVERY) as node:
             return run(role, spec, node, stop)
     except BrokenPipeError:
         # the demo is gone: nobody to report to, and nothing to flush at exit

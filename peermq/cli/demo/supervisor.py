@@ -114,7 +114,7 @@ class Supervisor:
 
     # -- processes
     def spawn(self, states: Iterable[RoleState]) -> None:
-        """Start these roles; receivers get the endpoints their senders reported."""
+        """Start these roles; receivers find their senders by service name."""
         if not sys.executable:
             raise DemoError("cannot find the Python interpreter to start the demo processes")
         bound = {s.role.name: s.endpoints for s in self.senders}

@@ -1,8 +1,10 @@
 """Who takes part in the demo, what each sends or wants, and how they find each other.
 
 The wiring lives here and only here: senders bind ``BIND`` (the OS picks a loopback port) and
-report the endpoint they got; receivers are given the endpoints of the senders they ``feed`` on.
-When discovery arrives (issue 3) ``connect_endpoints`` becomes a lookup by service name.
+announce themselves by service name (``Role.service``, on loopback: ``DISCOVERY``); receivers
+find the senders of their service and connect to each (docs/discovery.md). Publishers and
+subscribers meet on "demo", the pipeline on "demo.jobs"; a subscriber's topics choose what it
+gets of what each publisher sends.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypedDict
 
+from ...config import DiscoveryOptions
 from ...topics import TopicFilter
 
 __all__ = [
     "BIND",
+    "DISCOVERY",
     "ROLES",
     "ChildSpec",
     "Kind",
@@ -29,6 +33,8 @@ __all__ = [
 
 BIND = "tcp://127.0.0.1:*"
 """Every demo socket that listens does so on loopback, on a port the OS picks."""
+DISCOVERY = DiscoveryOptions(interfaces=("127.0.0.1",))
+"""Demo processes find each other by service name, announced on loopback only."""
 
 
 class ChildSpec(TypedDict):
@@ -36,7 +42,7 @@ class ChildSpec(TypedDict):
 
     role: str
     connect: list[str]
-    """Receivers: the endpoints of their senders."""
+    """Receivers: endpoints to connect to besides the senders found by service (none)."""
     rate: float
     """Senders: messages per second."""
     report_every: float
@@ -64,6 +70,11 @@ class Role:
     """Receivers: the senders they connect to."""
     topics: tuple[str, ...] = (">",)
     headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def service(self) -> str:
+        """The service it sends on or receives from (docs/discovery.md)."""
+        return "demo.jobs" if self.kind in (Kind.PUSHER, Kind.WORKER) else "demo"
 
     def wants(self, topic: str, headers: Mapping[str, str]) -> bool:
         """Whether this receiver's filters let a message through (workers take any job)."""
@@ -124,13 +135,14 @@ def message(sender: str, i: int) -> tuple[str, object, dict[str, str]]:
 
 
 def readers_of(sender: str) -> int:
-    """How many receivers connect to ``sender``: it waits for them before it sends."""
-    return sum(1 for r in ROLES if sender in r.feeds)
+    """How many receivers connect to ``sender`` (those of its service): it waits for them."""
+    service = next(r.service for r in ROLES if r.name == sender)
+    return sum(1 for r in ROLES if not r.kind.sends and r.service == service)
 
 
 def connect_endpoints(role: Role, bound: Mapping[str, list[str]]) -> list[str]:
-    """Where ``role`` connects, given the endpoints each sender reported."""
-    return [ep for sender in role.feeds for ep in bound[sender]]
+    """Endpoints ``role`` is given: none, it finds its senders by service name."""
+    return []
 
 
 def expected(role: Role, sent: Mapping[str, int]) -> int:
