@@ -364,12 +364,12 @@ class Mirror:
         if discovery is None or not discovery.running:
             return
         self._announced = True
-        from .discovery.attach import _announced_on  # noqa: PLC0415 (discovery is optional)
+        from .discovery.interfaces import announced_on  # noqa: PLC0415 (discovery is optional)
         from .discovery.txt import Announcement, PeerKind  # noqa: PLC0415
 
         bound = {}
         for itf in discovery.interfaces:
-            where = _announced_on(itf, self.endpoints)
+            where = announced_on(itf, self.endpoints)
             if where is not None:
                 bound[itf.name] = where
         if not bound:
