@@ -75,6 +75,9 @@ class Discovery(Listener):
         self._thread: threading.Thread | None = None
         self._mdns: Mdns | None = None
         self._closed = False
+        self._starting = False
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
         self._warned_txt = False
         self._warned_version = False
         # loop-owned state
@@ -91,8 +94,14 @@ class Discovery(Listener):
         with self._lock:
             if self._closed:
                 raise ClosedError("discovery is closed")
-            if self._loop is not None:
-                return
+            first, self._starting = not self._starting, True
+        if not first:
+            # started, or being started by another thread: sockets must not announce before
+            # the interfaces are known
+            if not self._ready.wait(_START_TIMEOUT) or self._start_error is not None:
+                raise DiscoveryError(f"discovery did not start: {self._start_error!r}")
+            return
+        try:
             static = [parse_entry(e) for e in self.options.peers]
             interfaces: list[Interface] = []
             if self.options.mdns:
@@ -101,18 +110,26 @@ class Discovery(Listener):
                 if not interfaces:
                     _log.warning("discovery.no_interfaces: no multicast interface is up; "
                                  "only static peers will be found")
-            loop = asyncio.new_event_loop()
-            ready = threading.Event()
-            thread = threading.Thread(target=self._run, args=(loop, ready),
-                                      name="peermq-discovery", daemon=True)
-            thread.start()
-            ready.wait()
+        except BaseException as exc:
+            self._start_error = exc
+            self._ready.set()
+            raise
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        thread = threading.Thread(target=self._run, args=(loop, ready),
+                                  name="peermq-discovery", daemon=True)
+        thread.start()
+        ready.wait()
+        with self._lock:
             self._loop, self._thread = loop, thread
         try:
             self._call(self._start(interfaces, static), _START_TIMEOUT)
-        except BaseException:
+        except BaseException as exc:
+            self._start_error = exc
+            self._ready.set()
             self.close()
             raise
+        self._ready.set()
 
     @staticmethod
     def _run(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
@@ -185,7 +202,8 @@ class Discovery(Listener):
 
     @property
     def running(self) -> bool:
-        return self._loop is not None
+        """Started (interfaces known) and not closed."""
+        return self._loop is not None and self._ready.is_set() and self._start_error is None
 
     # -- announcing (thread-safe)
     def announce(self, announcement: Announcement,
