@@ -142,7 +142,12 @@ class SocketDiscovery:
             where = announced_on(itf, sock.endpoints)
             if where is not None:
                 bound[itf.name] = where
-        if interfaces and not bound:
+        if not interfaces:
+            _log.info("discovery.not_announced service=%s endpoints=%s: no mDNS here; receivers "
+                      "need these endpoints as static peers", self.service,
+                      ",".join(sock.endpoints))
+            return
+        if not bound:
             _log.warning("discovery.not_announced service=%s endpoints=%s: no chosen interface "
                          "reaches them", self.service, ",".join(sock.endpoints))
             return
