@@ -22,6 +22,7 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from zeroconf import IPVersion, ServiceInfo, ServiceStateChange, Zeroconf
 from zeroconf._dns import DNSService
@@ -75,7 +76,7 @@ class Registration:
     infos: dict[str, ServiceInfo] = field(default_factory=dict)
     registered: set[str] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
-    broadcasts: list[asyncio.Future[object]] = field(default_factory=list)
+    broadcasts: list[asyncio.Future[Any]] = field(default_factory=list)
     """python-zeroconf's announcement tasks, cancelled if the socket closes meanwhile."""
     announced: asyncio.Event = field(default_factory=asyncio.Event)
     withdrawn: bool = False
@@ -362,6 +363,32 @@ class Mdns:
         for goodbye in tasks:
             with contextlib.suppress(Exception):
                 await goodbye
+
+    def link_up(self, itf_name: str) -> None:
+        """The interface's link came back: probe and announce again (RFC 6762 section 8).
+
+        A receiver that gave up on us meanwhile (``forget_after``) hears the probe and
+        connects again; the records themselves never changed, so the name is not re-claimed.
+        """
+        for reg in self._registrations:
+            if itf_name in reg.registered:
+                task = asyncio.get_running_loop().create_task(self._reannounce(reg, itf_name))
+                reg.broadcasts.append(task)
+
+    async def _reannounce(self, reg: Registration, itf_name: str) -> None:
+        r = self.responders.get(itf_name)
+        info = reg.infos.get(itf_name)
+        if r is None or info is None:
+            return
+        await asyncio.sleep(random.uniform(0, PROBE_DELAY_MAX))
+        for i in range(PROBE_COUNT):
+            r.zc.async_send(build_probe(info, self.host, unicast_reply=i == 0))
+            await asyncio.sleep(PROBE_INTERVAL)
+        for _ in range(2):  # section 8.3: twice, one second apart
+            if reg.withdrawn:
+                return
+            r.zc.async_send(r.zc.generate_service_broadcast(info, None))
+            await asyncio.sleep(ANNOUNCE_AGAIN)
 
     def withdraw_soon(self, reg: Registration, first_sent: Callable[[], None]) -> None:
         task = asyncio.get_running_loop().create_task(self.withdraw(reg, first_sent))

@@ -21,6 +21,7 @@ from ..errors import DiscoveryError
 __all__ = [
     "Interface",
     "announced_on",
+    "carrier",
     "choose_address",
     "endpoint_for",
     "host_port",
@@ -87,6 +88,15 @@ def _flags(name: str) -> int | None:
             return int(f.read().strip(), 16)
     except (OSError, ValueError):
         return None
+
+
+def carrier(name: str) -> bool:
+    """Whether the interface's link is up (Linux ``/sys``; True where the OS does not say)."""
+    try:
+        with open(f"/sys/class/net/{name}/carrier", encoding="ascii") as f:
+            return f.read().strip() != "0"
+    except (OSError, ValueError):
+        return True
 
 
 def list_interfaces() -> list[Interface]:

@@ -24,7 +24,14 @@ from .. import wire
 from ..config import DiscoveryOptions
 from ..errors import ClosedError, ConfigError, DiscoveryError
 from ._mdns import Listener, Mdns, Registration, Sighting
-from .interfaces import Interface, choose_address, endpoint_for, hostname_label, select
+from .interfaces import (
+    Interface,
+    carrier,
+    choose_address,
+    endpoint_for,
+    hostname_label,
+    select,
+)
 from .peers import PeerInfo, PeerSource
 from .static import StaticPeer, file_stamp, parse_entry, read_file
 from .txt import Announcement, PeerKind, TxtError, decode_txt
@@ -85,6 +92,7 @@ class Discovery(Listener):
         self._seen: dict[str, dict[str, PeerInfo]] = {}
         self._static: list[StaticPeer] = []
         self._file_stamp: tuple[int, int] | None = None
+        self._carrier: dict[str, bool] = {}
         self._timer: asyncio.Task[None] | None = None
         _open.add(self)
 
@@ -370,10 +378,28 @@ class Discovery(Listener):
                     if self._wants_static(watch, peer):
                         watch.found(self._static_info(peer, watch.kind))
 
+    def _check_links(self) -> None:
+        """An interface whose link came back: announce again, and offer what was seen there."""
+        for itf in self.interfaces:
+            up = carrier(itf.name)
+            was = self._carrier.get(itf.name, True)
+            self._carrier[itf.name] = up
+            if up and not was:
+                _log.info("discovery.link_up interface=%s", itf.name)
+                if self._mdns is not None:
+                    self._mdns.link_up(itf.name)
+                for by_itf in list(self._seen.values()):
+                    info = by_itf.get(itf.name)
+                    if info is not None:
+                        for watch in list(self._watches):
+                            if self._wants(watch, info):
+                                watch.found(info)
+
     async def _every_second(self) -> None:
         next_file = time.monotonic()
         while True:
             await asyncio.sleep(min(_EXPIRE_EVERY, self.options.file_poll_interval))
+            self._check_links()
             now = time.monotonic()
             if self.options.peers_file is not None and now >= next_file:
                 next_file = now + self.options.file_poll_interval

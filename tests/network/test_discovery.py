@@ -105,6 +105,23 @@ def test_a_pulled_cable_is_noticed_and_the_peer_comes_back(lab: Lab) -> None:
     sub.expect(lambda d: d["event"] == "msg" and d["t"] > back["t"], T, "a message after")
 
 
+def test_after_a_long_outage_the_publisher_announces_again_and_is_found(lab: Lab) -> None:
+    h1, h2 = lab.add_host("h1"), lab.add_host("h2")
+    # the subscriber gives up on a silent peer after 1 s (30 s by default)
+    sub = h2.peer("sub", "orders", "--forget-after", "1.0")
+    pub = h1.peer("pub", "orders")
+    joined = sub.event("joined", T)
+    pub.event("announced", T)
+    h1.cable(False)
+    sub.event("left", T, reason="disconnected")
+    time.sleep(2.5)  # forgotten by now: no more reconnection attempts
+    h1.cable(True)
+    # the link came back: the publisher probes and announces again (RFC 6762 section 8)
+    back = sub.event("joined", T)
+    assert back["instance"] == joined["instance"] and back["reason"] == "connected"
+    sub.expect(lambda d: d["event"] == "msg" and d["t"] > back["t"], T, "a message after")
+
+
 def test_a_publisher_restarting_on_a_new_port_is_followed(lab: Lab) -> None:
     h1, h2 = lab.add_host("h1"), lab.add_host("h2")
     sub = h2.peer("sub", "orders")
