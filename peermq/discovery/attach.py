@@ -114,7 +114,6 @@ class SocketDiscovery:
         self._fd: int | None = None
         self._armed = False
         self._closed = False
-        self._lock = threading.Lock()
 
     @property
     def sends(self) -> bool:
@@ -269,7 +268,8 @@ class SocketDiscovery:
             self._armed = True
             loop.add_reader(fd, ready)
 
-        loop.call_soon_threadsafe(arm)
+        with contextlib.suppress(RuntimeError):  # the node's discovery closed meanwhile
+            loop.call_soon_threadsafe(arm)
 
     def _drain(self) -> None:
         """Owner thread: read the monitor (peer counts and our hook), then watch it again."""
@@ -383,7 +383,10 @@ class SocketDiscovery:
                     loop.remove_reader(fd)
                 done.set()
 
-            loop.call_soon_threadsafe(unwatch)
+            try:
+                loop.call_soon_threadsafe(unwatch)
+            except RuntimeError:  # the loop closed meanwhile: nothing watches any more
+                return
             # the descriptor closes with the monitor right after this: stop watching it first
             if threading.current_thread() is not self._discovery._thread:
                 done.wait(2.0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import logging
 import secrets
 import threading
@@ -171,7 +172,8 @@ class Discovery(Listener):
     def _soon(self, fn: Callable[[], None]) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(fn)
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: nothing to do
+                loop.call_soon_threadsafe(fn)
 
     def close(self) -> None:
         """Say goodbye for every announced socket (bounded by ``goodbye_wait``) and stop."""
@@ -233,8 +235,12 @@ class Discovery(Listener):
             return
         sent = threading.Event()
         mdns = self._mdns
-        loop.call_soon_threadsafe(mdns.withdraw_soon, reg, sent.set)
-        sent.wait(wait)
+        try:
+            loop.call_soon_threadsafe(mdns.withdraw_soon, reg, sent.set)
+        except RuntimeError:  # closed meanwhile: its close said goodbye for every socket
+            return
+        if threading.current_thread() is not self._thread:
+            sent.wait(wait)
 
     # -- watching (thread-safe)
     def add_watch(self, watch: Watch) -> None:
