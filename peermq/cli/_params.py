@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
 
-from ..errors import TopicError
+from ..config import SecurityOptions
+from ..errors import ConfigError, TopicError
+from ..node import security_from_env
 from ..topics import check_topic, pattern_prefix
 
 __all__ = [
@@ -105,3 +108,11 @@ def patterns_callback(
         except TopicError as exc:
             raise click.BadParameter(str(exc)) from None
     return tuple(values) or (">",)
+
+
+def security() -> SecurityOptions | None:
+    """The CLI's security, from ``PEERMQ_SECURITY``, ``PEERMQ_KEYS`` and ``PEERMQ_TRUST``."""
+    try:
+        return security_from_env(os.environ)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None

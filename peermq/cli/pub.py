@@ -125,7 +125,7 @@ def pub(
             raise click.BadParameter(f"not valid JSON: {exc}", param_hint="DATA") from None
         payloads = itertools.repeat(value, count)
     try:
-        with Node(name=name, discovery=finding) as node, \
+        with Node(name=name, discovery=finding, security=_params.security()) as node, \
                 Publisher(node=node, service=service) as publisher:
             if service is not None:
                 ui.status(f"announcing service {service} at {', '.join(publisher.endpoints)}")

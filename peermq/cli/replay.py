@@ -92,7 +92,7 @@ def replay(
     _params.require_endpoints(bind, connect)
     sent = dropped = 0
     try:
-        with Node(name=name) as node:
+        with Node(name=name, security=_params.security()) as node:
             sender: Publisher | Pusher = (Pusher if use_push else Publisher)(node=node)
             with sender:
                 for ep in bind:

@@ -81,7 +81,7 @@ def sub(
     gaps: list[Gap] = []
     tally = _Tally()
     try:
-        with Node(name=name, discovery=finding) as node, Subscriber(
+        with Node(name=name, discovery=finding, security=_params.security()) as node, Subscriber(
             node=node, topics=patterns, headers=headers or None,
             match=HeaderMatch.ANY if match_any else HeaderMatch.ALL, on_gap=gaps.append,
             service=service,

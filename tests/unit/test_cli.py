@@ -415,3 +415,10 @@ def test_demo_shows_loss_and_gaps_loudly() -> None:
     assert re.search(r"eu-orders\s+subscriber\s+2\s+3\s+1\s+0\s+-1", text), text
     assert text.splitlines()[-1].startswith("LOSS: 19 messages sent, 22 delivered, 1 gaps")
     assert not sv.summary().ok
+
+
+@pytest.mark.parametrize("command", [["pub", "-c", "5555", "t", "x"], ["sub", "-c", "5555"]])
+def test_pub_and_sub_honour_peermq_security(command: list[str]) -> None:
+    result = CliRunner().invoke(cli, command, env={"PEERMQ_SECURITY": "bogus"})
+    assert result.exit_code == 2
+    assert "PEERMQ_SECURITY must be 'curve' or 'off'" in result.output
