@@ -17,7 +17,7 @@ from . import _zmq, wire
 from ._base import Endpoints, SocketBase
 from ._core import GapHandler, ReceiveCore, SendCore, token_for
 from ._zmq import Kind
-from .config import AckMode, HeaderMatch, OnFull, SocketOptions, SpoolOptions
+from .config import AckMode, HeaderMatch, History, OnFull, SocketOptions, SpoolOptions
 from .errors import ClosedError, ConfigError, EncodeError, SendTimeoutError
 from .message import Message, SocketStats
 from .node import Node
@@ -44,7 +44,8 @@ _now = time.time
 
 def _no_spool(cls: type, *given: object) -> None:
     if any(g is not None for g in given):
-        raise ConfigError(f"{cls.__name__} has no spool; use peermq.Pusher/Puller(spool=...)")
+        raise ConfigError(f"{cls.__name__} has no spool: the spooled sockets are made by "
+                          "peermq.Pusher, Puller, Publisher and Subscriber")
 
 
 def check_count(max_count: int) -> None:
@@ -203,7 +204,11 @@ class PublisherBase(SenderBase):
         node: Node | None = None,
         options: SocketOptions | None = None,
         service: str | Service | None = None,
+        spool: str | os.PathLike[str] | None = None,
+        spool_options: SpoolOptions | None = None,
     ) -> None:
+        # spool=...: Publisher.__new__ makes a spooled publisher instead (peermq/_spool_pub.py)
+        _no_spool(type(self), spool, spool_options)
         super().__init__(node=node, options=SocketOptions() if options is None else options,
                          bind=bind,
                          connect=connect, service=service)
@@ -363,7 +368,14 @@ class SubscriberBase(ReceiverBase):
         node: Node | None = None,
         options: SocketOptions | None = None,
         service: str | Service | None = None,
+        durable: str | None = None,
+        history: History | None = None,
+        spool: str | os.PathLike[str] | None = None,
+        spool_options: SpoolOptions | None = None,
+        ack: AckMode | None = None,
     ) -> None:
+        # durable=, history=, spool= or ack=: Subscriber.__new__ makes a spooled subscriber
+        _no_spool(type(self), durable, history, spool, spool_options, ack)
         if isinstance(topics, str):
             topics = (topics,)
         self._filter = TopicFilter(topics)

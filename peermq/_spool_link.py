@@ -3,12 +3,16 @@
 A spool link is a pair of ROUTER sockets (see peermq/spool/link.py for the frames). The side
 that connects names the peer with ``CONNECT_ROUTING_ID`` (one alias per endpoint), so both
 sides can address the other; the side that binds learns each peer's routing id from its
-first message. A peer is gone when the monitor reports its connection closed (matched by file
-descriptor), when a send finds no route to it, or when ZMTP heartbeats time out.
+first message. A peer is gone when a send finds no route to it (``ROUTER_MANDATORY``), which
+is how a closed connection is confirmed: after the monitor reports one, the bound peers are
+probed with PING for a moment (a file descriptor alone cannot say which peer it was: a new
+connection may already have its number); a connected endpoint's peer is matched by it, as
+its pipe outlives the connection. ZMTP heartbeats find a silent peer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import time
@@ -39,6 +43,8 @@ _zmq.configure applies only the options common to every kind to an unknown one."
 
 HELLO_RETRY = 0.5
 """How often a connecting side says HELLO again to an endpoint that has not answered."""
+PROBE_FOR = 0.5
+"""After a connection closed: how long bound peers are probed to find which one it was."""
 
 
 def _ms(seconds: float) -> int:
@@ -66,14 +72,18 @@ class Peer:
 class LinkPeers:
     """The peers of one link socket and the endpoints it connects to. Owner thread only."""
 
-    def __init__(self, owner: SocketBase, hello: link.Hello, want_role: str) -> None:
+    def __init__(self, owner: SocketBase, hello: link.Hello, want_role: str,
+                 want_mode: str | None = None) -> None:
         self.owner = owner
         self.hello = hello
         self.want_role = want_role
+        self.want_mode = want_mode
+        """A sender's: the receivers it serves (QUEUE: pullers, STREAM: subscribers)."""
         self.peers: dict[bytes, Peer] = {}
         self.aliases: dict[bytes, str] = {}
         self._fds: dict[int, bytes] = {}
         self._next_hello = 0.0
+        self._probe_until = 0.0
         self.malformed = 0
         self._warned = False
 
@@ -99,19 +109,21 @@ class LinkPeers:
             _log.debug("link.frame_dropped reason=%s error=%s", what, exc)
 
     def on_hello(self, frames: list[zmq.Frame]) -> tuple[Peer | None, Peer | None]:
-        """A HELLO arrived: returns (new peer, replaced peer). Answers it unless a reply."""
+        """A HELLO arrived: returns (new peer, replaced peer). The caller ``answer``s it once
+        it is ready for the peer (a sender: once its consumer exists, so that the peer, told
+        it is linked, misses nothing it is sent after)."""
         rid = frames[0].bytes
         try:
             h = link.decode_hello(frames[2].bytes if len(frames) > 2 else b"")
         except WireError as exc:
             self.bad("hello", exc)
             return None, None
-        if h.role != self.want_role:
+        if h.role != self.want_role or (self.want_mode and h.mode != self.want_mode):
             if not self._warned:
                 self._warned = True
                 _log.warning(
-                    "link.wrong_peer peer=%s role=%s: a spool link joins a sender and a "
-                    "receiver", h.name, h.role,
+                    "link.refused peer=%s role=%s mode=%s: a spooled Pusher serves Pullers, a "
+                    "spooled Publisher Subscribers", h.name, h.role, h.mode,
                 )
             return None, None
         try:
@@ -123,17 +135,18 @@ class LinkPeers:
         self.peers[rid] = peer
         if fd >= 0:
             self._fds[fd] = rid
-        if not h.reply:
-            self.send_hello(rid, reply=True)
         replaced = old if old is not None and old.hello.instance != h.instance else None
         if old is None or replaced is not None:
             _log.info("link.up peer=%s node=%s", h.name, h.node)
         return peer, replaced
 
+    def answer(self, peer: Peer) -> None:
+        """Reply to a peer's HELLO (not to a reply)."""
+        if not peer.hello.reply:
+            self.send_hello(peer.rid, reply=True)
+
     def send_hello(self, rid: bytes, *, reply: bool) -> bool:
-        h = self.hello
-        body = link.encode_hello(link.Hello(h.role, h.node, h.name, h.spool, h.credit,
-                                            h.instance, reply))
+        body = link.encode_hello(dataclasses.replace(self.hello, reply=reply))
         return self.send(rid, [link.HELLO, body]) is not None
 
     def send(self, rid: bytes, parts: list[bytes]) -> bool | None:
@@ -178,11 +191,12 @@ class LinkPeers:
                 break
             event = parse_monitor_message(parts)
             if event["event"] == zmq.EVENT_DISCONNECTED:
-                rid = self._fds.pop(int(event["value"]), None)
-                peer = self.peers.pop(rid, None) if rid is not None else None
-                if peer is not None:
-                    _log.info("link.down peer=%s node=%s", peer.hello.name, peer.hello.node)
-                    gone.append(peer)
+                rid = self._fds.get(int(event["value"]))
+                if rid is not None and rid in self.aliases:
+                    peer = self.drop(rid)
+                    if peer is not None:
+                        gone.append(peer)
+                self._probe_until = time.monotonic() + PROBE_FOR
             elif event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 handshake = True
         if handshake:
@@ -190,6 +204,22 @@ class LinkPeers:
             # after its disconnection (a stale peer); HELLO again to all, it is idempotent
             self.greet(time.monotonic(), force=True, everyone=True)
         return gone
+
+    def probe(self, now: float) -> list[Peer]:
+        """For a moment after a connection closed: the bound peers it left unreachable."""
+        if now >= self._probe_until:
+            return []
+        gone = []
+        for rid in [r for r in self.peers if r not in self.aliases]:
+            if self.send(rid, [link.PING]) is None:
+                peer = self.drop(rid)
+                if peer is not None:
+                    gone.append(peer)
+        return gone
+
+    def probing(self) -> float | None:
+        """Until when the link thread must look again (probes pending), or None."""
+        return self._probe_until if self._probe_until > time.monotonic() else None
 
     def drop(self, rid: bytes) -> Peer | None:
         """Forget a peer found gone by a failed send."""

@@ -1,4 +1,4 @@
-"""The receiving half of a spool link: a Puller that acknowledges and drops duplicates.
+"""The receiving half of spool links: a Puller (or Subscriber) that acks and drops duplicates.
 
 No thread of its own: like a plain Puller, it works when its owner calls ``recv``. What arrives
 is checked (each record's crc32), deduplicated against the window of handled messages, and
@@ -19,7 +19,7 @@ from typing import Any
 import zmq
 
 from . import _zmq, wire
-from ._kinds import PullerBase
+from ._kinds import PullerBase, ReceiverBase
 from ._spool_link import LINK_KIND, LinkPeers, Peer, identity, setup_router
 from .config import AckMode, SocketOptions, SpoolOptions
 from .errors import ConfigError, PeermqError, WireError
@@ -29,10 +29,14 @@ from .spool import _records as rec
 from .spool import link
 from .spool.dedup import DedupStore, DedupWindow
 
-__all__ = ["IDLE_WAKE", "SpoolReceiving"]
+__all__ = ["IDLE_WAKE", "LinkReceiving", "SpoolReceiving"]
 
 _log = logging.getLogger("peermq.spool")
 _INPUT_PER_PUMP = 256
+FLUSH_EVERY = 0.05
+"""Acks (and the window, with a spool) are written at least this often while messages flow,
+or every 256, or before waiting: what a killed puller handled and had not recorded is at most
+that much, and comes back (the one window no puller closes)."""
 IDLE_WAKE = 0.5
 """Longest wait between looks at the monitor and HELLO retries while the owner waits."""
 
@@ -40,26 +44,14 @@ IDLE_WAKE = 0.5
 _ACK, _ACK_AGAIN, _REQUEUE, _REJECT = 0, 1, 2, 3
 
 
-class SpoolReceiving(PullerBase):
-    """A Puller on spool links: acks, credit, redelivery and a dedup window."""
+class LinkReceiving(ReceiverBase):
+    """What a spooled puller and a durable subscriber share: acks, credit, the window."""
 
     _kind = LINK_KIND
 
-    def __init__(
-        self,
-        *,
-        bind: str | list[str] | tuple[str, ...] | None = None,
-        connect: str | list[str] | tuple[str, ...] | None = None,
-        node: Node | None = None,
-        options: SocketOptions | None = None,
-        spool: str | os.PathLike[str] | None = None,
-        spool_options: SpoolOptions | None = None,
-        ack: AckMode | None = None,
-        service: object = None,
-    ) -> None:
-        if service is not None:
-            raise ConfigError("service= (discovery) does not work with spool= or ack= yet: "
-                              "give bind= or connect= endpoints")
+    def _init_link(self, spool: str | os.PathLike[str] | None,
+                   spool_options: SpoolOptions | None, ack: AckMode | None) -> None:
+        """Before the socket is made (raises ConfigError or SpoolError, nothing to undo)."""
         if ack is not None and not isinstance(ack, AckMode):
             raise ConfigError(f"ack must be an AckMode, got {ack!r}")
         if spool_options is not None and not isinstance(spool_options, SpoolOptions):
@@ -82,20 +74,35 @@ class SpoolReceiving(PullerBase):
         self._spools: dict[str, bytes] = {}
         self._topics: dict[bytes, str] = {}
         self._waiting = False
+        self._flush_by = 0.0
         self.received = 0
         self.duplicates = 0
-        try:
-            super().__init__(bind=bind, connect=connect, node=node, options=options)
-        except BaseException:
-            self.close()
-            raise
 
-    def _setup(self) -> None:
-        super()._setup()
+    def _hello(self) -> link.Hello:
+        """What this receiver says it is, wants and can hold."""
+        return link.Hello(link.RECEIVER, self.node.id, self.node.name, "",
+                          self._sopts.prefetch, identity(self).decode(), False)
+
+    def _setup_link(self) -> None:
         setup_router(self._live(), identity(self), self._sopts)
-        hello = link.Hello(link.RECEIVER, self.node.id, self.node.name, "",
-                           self._sopts.prefetch, identity(self).decode(), False)
-        self._links = LinkPeers(self, hello, link.SENDER)
+        if self._monitor is None and self._security is None:
+            self._monitor = self._live().get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+            )
+        self._links = LinkPeers(self, self._hello(), link.SENDER)
+
+    def _frame(self, kind: bytes, frames: list[zmq.Frame]) -> bool:
+        """A frame kind other than DELIVER and HELLO; False if it is not one either."""
+        return False
+
+    def _accept(self, msg: Delivery) -> bool:
+        """False: filtered out here (it is acked at once, never handed out)."""
+        return True
+
+    def _ack_tail(self) -> list[bytes]:
+        """What follows the ranges of an ACK or NACK (a durable subscriber's name)."""
+        return []
+
 
     def connect(self, endpoint: str) -> None:
         sock = self._live()
@@ -125,7 +132,8 @@ class SpoolReceiving(PullerBase):
     def _pump(self) -> None:
         """Take in what is ready on the socket and the monitor; never waits."""
         sock = self._live()
-        for peer in self._links.drain_monitor(self._monitor):
+        for peer in self._links.drain_monitor(self._monitor) + self._links.probe(
+                time.monotonic()):
             self._lost(peer)
         for _ in range(_INPUT_PER_PUMP):
             try:
@@ -145,22 +153,23 @@ class SpoolReceiving(PullerBase):
                     self._lost(replaced)
                 if new is not None:
                     self._spools[new.hello.spool] = new.rid
-            else:
+                    self._links.answer(new)
+            elif kind == link.PING:
+                pass
+            elif not self._frame(kind, frames):
                 self._links.bad("kind", WireError(f"unknown frame {kind[:4]!r}"))
         self._links.greet(time.monotonic())
 
     def _lost(self, peer: Peer) -> None:
-        """A sender went away: what it sent and we did not hand out comes again from it."""
+        """A sender went away: acks for its spool wait for a link to it again.
+
+        What it sent and was not handed out yet is still handed out: if it comes again from a
+        successor on the same spool, the window drops the copy; dropping it here instead would
+        leave it unacknowledged until the sender's ack timeout if the loss was a false alarm.
+        """
         spool = peer.hello.spool
         if self._spools.get(spool) == peer.rid:
             del self._spools[spool]
-        keep: deque[Delivery] = deque()
-        for msg in self._queue:
-            if msg._link == peer.rid:
-                self._held.pop((msg.spool_id, msg.spool_seq), None)
-            else:
-                keep.append(msg)
-        self._queue = keep
 
     def _deliveries(self, frames: list[zmq.Frame]) -> None:
         rid = frames[0].bytes
@@ -193,7 +202,10 @@ class SpoolReceiving(PullerBase):
             msg.spool_id, msg.spool_seq, msg.deliveries = spool, seq, count
             msg._settler, msg._crc, msg._link = self, crc, rid
             held[key] = crc
-            self._queue.append(msg)
+            if self._accept(msg):
+                self._queue.append(msg)
+            else:
+                msg.ack()  # filtered out here: done with, as far as the sender goes
 
     def _decode(self, frame: bytes, kind: int) -> Delivery | None:
         if kind != rec.Kind.MESSAGE:
@@ -255,13 +267,16 @@ class SpoolReceiving(PullerBase):
     def _hand_out(self, msg: Delivery) -> Delivery:
         if self.ack_mode is AckMode.AUTO:
             self._auto.append(msg)
-        if len(self._settled) >= max(1, min(256, self._sopts.prefetch // 4)):
+        settled = self._settled
+        if settled and (len(settled) >= max(1, min(256, self._sopts.prefetch // 4))
+                        or time.monotonic() >= self._flush_by):
             self._flush()
         return msg
 
     def _flush(self) -> None:
         """Record handled messages (durably, with a spool), then send acks and nacks."""
         settled = self._settled
+        self._flush_by = time.monotonic() + FLUSH_EVERY
         if not settled:
             return
         items: list[tuple[int, str, int, int]] = []
@@ -289,14 +304,16 @@ class SpoolReceiving(PullerBase):
         for kind, spool, seq, _ in items:
             if kind != _ACK_AGAIN:
                 held.pop((spool, seq), None)
+        tail = self._ack_tail()
         for spool, seqs in acks.items():
             rid = self._spools.get(spool)
             if rid is not None:
-                self._links.send(rid, [link.ACK, spool.encode(), link.encode_ack(seqs)])
+                self._links.send(rid, [link.ACK, spool.encode(), link.encode_ack(seqs), *tail])
         for spool, back in nacks.items():
             rid = self._spools.get(spool)
             if rid is not None:
-                self._links.send(rid, [link.NACK, spool.encode(), link.encode_nack(back)])
+                self._links.send(rid, [link.NACK, spool.encode(), link.encode_nack(back),
+                                       *tail])
         # an ack that found no sender is not lost: the message comes again, is found in
         # the window as handled, and is acked again
 
@@ -307,6 +324,8 @@ class SpoolReceiving(PullerBase):
         if left == 0.0:
             return False
         wait = IDLE_WAKE if left is None else min(left, IDLE_WAKE)
+        if self._links.probing() is not None:
+            wait = min(wait, 0.01)  # a connection closed: look again soon to find whose
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         if self._monitor is not None:
@@ -340,3 +359,33 @@ class SpoolReceiving(PullerBase):
             store, self._store = getattr(self, "_store", None), None
             if store is not None:
                 store.close()
+
+
+class SpoolReceiving(LinkReceiving, PullerBase):
+    """A Puller on spool links: acks, credit, redelivery and a dedup window."""
+
+    def __init__(
+        self,
+        *,
+        bind: str | list[str] | tuple[str, ...] | None = None,
+        connect: str | list[str] | tuple[str, ...] | None = None,
+        node: Node | None = None,
+        options: SocketOptions | None = None,
+        spool: str | os.PathLike[str] | None = None,
+        spool_options: SpoolOptions | None = None,
+        ack: AckMode | None = None,
+        service: object = None,
+    ) -> None:
+        if service is not None:
+            raise ConfigError("service= (discovery) does not work with spool= or ack= yet: "
+                              "give bind= or connect= endpoints")
+        self._init_link(spool, spool_options, ack)
+        try:
+            super().__init__(bind=bind, connect=connect, node=node, options=options)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self) -> None:
+        super()._setup()
+        self._setup_link()

@@ -1,10 +1,14 @@
-"""The sending half of a spooled Pusher: store on the caller's thread, deliver on a link thread.
+"""The sending half of spool links: store on the caller's thread, deliver on a link thread.
 
 ``send`` encodes the message and appends it to the spool (written before it returns). A thread
 of the socket's own then does everything that must go on while the caller does something else:
-flush (group commit), deliver what is durable to pullers with credit, take acks, deliver again
-after an ack timeout or when a puller goes away, bury dead letters, checkpoint, and free
-segments. After construction, only that thread touches the ZeroMQ socket.
+flush (group commit), deliver what is durable to receivers with credit, take acks, deliver
+again after an ack timeout or when a receiver goes away, bury dead letters, checkpoint, and
+free segments. After construction, only that thread touches the ZeroMQ socket.
+
+``LinkSending`` is that machinery; ``SpoolSending`` (a Pusher: a queue shared by pullers) and
+``SpoolPublishing`` (_spool_pub.py: a Publisher, a log read by subscribers) say what a HELLO, an
+ack and a lost link mean, and what to deliver.
 """
 
 from __future__ import annotations
@@ -20,23 +24,22 @@ from typing import TypeVar, cast
 import zmq
 
 from . import _zmq
-from ._kinds import PusherBase
-from ._spool_link import LINK_KIND, LinkPeers, identity, setup_router
+from ._kinds import PusherBase, SenderBase
+from ._spool_link import LINK_KIND, LinkPeers, Peer, identity, setup_router
 from .config import Fsync, SocketOptions, SpoolOptions
 from .errors import ClosedError, ConfigError, PeermqError, SpoolError, WireError
 from .message import SocketStats
 from .node import Node
 from .spool import link
-from .spool.state import LinkState
+from .spool.dispatch import dispatch
+from .spool.state import Deliveries, LinkState
 from .spool.store import Spool, SpoolStats
+from .spool.stream import StreamLog
 
-__all__ = ["SpoolSending"]
+__all__ = ["LinkSending", "SpoolSending"]
 
 _log = logging.getLogger("peermq.spool")
 _T = TypeVar("_T")
-_BATCH_BYTES = 256 * 1024
-_BATCH_COUNT = 4096
-_FRAMES_PER_STEP = 64
 _INPUT_PER_STEP = 1024
 _STALL_WAIT = 0.005
 _HOT_MS = 1
@@ -44,39 +47,23 @@ _HOT_MS = 1
 than waiting to be woken: under load, senders then never pay for a wake-up (a pipe write)."""
 
 SpoolArg = str | os.PathLike[str] | Spool
+Model = Spool | StreamLog
 
 
-class SpoolSending(PusherBase):
-    """A Pusher whose messages wait in a spool until a puller acknowledges them."""
+class LinkSending(SenderBase):
+    """A sending socket whose messages go through a spool and a link thread."""
 
     _kind = LINK_KIND
+    _model: Model
+    _thread: threading.Thread | None = None
+    _mode = link.QUEUE
+    """The receivers it serves: pullers (QUEUE) or subscribers (STREAM)."""
 
-    def __init__(
-        self,
-        *,
-        bind: str | list[str] | tuple[str, ...] | None = None,
-        connect: str | list[str] | tuple[str, ...] | None = None,
-        node: Node | None = None,
-        options: SocketOptions | None = None,
-        spool: SpoolArg,
-        spool_options: SpoolOptions | None = None,
-        service: object = None,
-    ) -> None:
-        self._thread: threading.Thread | None = None
-        if service is not None:
-            raise ConfigError("service= (discovery) does not work with spool= yet: give "
-                              "bind= or connect= endpoints")
-        self._owns_spool = not isinstance(spool, Spool)
-        if isinstance(spool, Spool):
-            if spool_options is not None:
-                raise ConfigError("give spool_options to the Spool, not with an open Spool")
-            self._spool = spool
-        elif isinstance(spool, (str, os.PathLike)):
-            size = (options or SocketOptions()).max_message_size
-            self._spool = Spool(spool, spool_options, max_record=size)
-        else:
-            raise ConfigError(f"spool must be a directory path or a Spool, got {spool!r}")
-        self._sopts: SpoolOptions = self._spool.options
+    def _init_link(self, model: Model, owns: bool) -> None:
+        """Before the socket is made: what the link thread will need."""
+        self._model = model
+        self._owns_model = owns
+        self._sopts: SpoolOptions = model.options
         self._cond = threading.Condition()
         self._stop = False
         self._kicked = False
@@ -85,25 +72,27 @@ class SpoolSending(PusherBase):
         self._busy = False
         self._stalled = False
         self._rr = 0
-        try:
-            super().__init__(bind=bind, connect=connect, node=node, options=options)
-            self._thread = threading.Thread(
-                target=self._link_main, name=f"peermq-spool-{self.stream}", daemon=True
-            )
-            self._thread.start()
-        except BaseException:
-            self.close()
-            raise
+
+    def _start_link(self) -> None:
+        self._thread = threading.Thread(
+            target=self._link_main, name=f"peermq-spool-{self.stream}", daemon=True
+        )
+        self._thread.start()
 
     # -- setup (owner thread, before the link thread starts)
     def _setup(self) -> None:
         super()._setup()
         sock = self._live()
         setup_router(sock, identity(self), self._sopts)
-        hello = link.Hello(link.SENDER, self.node.id, self.node.name, self._spool.id, 0,
+        if self._monitor is None and self._security is None:
+            # the monitor tells when a receiver's connection closes (a publisher has none)
+            self._monitor = sock.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+            )
+        hello = link.Hello(link.SENDER, self.node.id, self.node.name, self._model.id, 0,
                            identity(self).decode(), False)
-        self._links = LinkPeers(self, hello, link.RECEIVER)
-        self._spool_id = self._spool.id.encode()
+        self._links = LinkPeers(self, hello, link.RECEIVER, self._mode)
+        self._spool_id = self._model.id.encode()
 
     def _in_thread(self, fn: Callable[[], _T], timeout: float = 10.0) -> _T:
         """Run ``fn`` on the link thread (or here, before it starts) and return its result."""
@@ -133,20 +122,20 @@ class SpoolSending(PusherBase):
         return cast(_T, value)
 
     def bind(self, endpoint: str) -> str:
-        return self._in_thread(lambda: PusherBase.bind(self, endpoint))
+        return self._in_thread(lambda: SenderBase.bind(self, endpoint))
 
     def connect(self, endpoint: str) -> None:
         def do() -> None:
             sock = self._live()
             sock.setsockopt(zmq.CONNECT_ROUTING_ID, self._links.alias_for(endpoint))
-            PusherBase.connect(self, endpoint)
+            SenderBase.connect(self, endpoint)
             self._links.greet(time.monotonic(), force=True)
 
         self._in_thread(do)
 
     def disconnect(self, endpoint: str) -> None:
         def do() -> None:
-            PusherBase.disconnect(self, endpoint)
+            SenderBase.disconnect(self, endpoint)
             alias = self._links.forget_endpoint(endpoint)
             if alias is not None:
                 self._lose(alias, time.monotonic())
@@ -155,19 +144,15 @@ class SpoolSending(PusherBase):
 
     # -- the caller's thread
     @property
-    def spool(self) -> Spool:
-        return self._spool
-
-    @property
     def last_seq(self) -> int:
         """Spool seq of the last message stored (by any socket on this spool)."""
-        return self._spool.log.last_seq
+        return self._model.log.last_seq
 
     def _store(self, frames: list[bytes]) -> None:
         """Append to the spool (SpoolFullError if full) and wake the link thread."""
         if self._error is not None:
             raise SpoolError(f"the spool's link thread failed: {self._error}")
-        self._spool.append(frames)
+        self._model.append(frames)
         self._core.sent += len(frames)
         if self._deep and not self._kicked:
             self._kicked = True
@@ -192,30 +177,45 @@ class SpoolSending(PusherBase):
         for topic, _ in messages:
             self._core.encoder.rewind(topic, 1)
 
-    def pending(self) -> int:
-        """Messages stored and not acknowledged yet (nor dead-lettered)."""
-        return self._spool.stats().pending
-
     def _flush_now(self) -> int:
         self._live()
-        return self._spool.sync()
+        return self._model.sync()
 
     def _notify(self) -> None:
         with self._cond:
             self._cond.notify_all()
 
-    def spool_stats(self) -> SpoolStats:
-        return self._spool.stats()
-
     def stats(self) -> SocketStats:
-        self._live()
+        """Counters so far; after close, the final ones."""
         return SocketStats(sent=self._core.sent, peers=len(self._links.peers),
                            malformed=self._links.malformed)
 
-    @property
-    def peers(self) -> int:
-        """Pullers that have said HELLO on a live connection."""
-        return len(self._links.peers)
+    def _service(self) -> None:
+        """Nothing to read on the caller's thread: the link thread reads the socket."""
+
+    # -- hooks for the kinds
+    def _deliveries(self) -> list[Deliveries]:
+        raise NotImplementedError
+
+    def _hello(self, peer: Peer, replaced: Peer | None, now: float) -> None:
+        """A receiver said HELLO (or a new one replaced it): get ready for it, then answer."""
+        raise NotImplementedError
+
+    def _acked(self, rid: bytes, seqs: list[int], name: str) -> None:
+        raise NotImplementedError
+
+    def _nacked(self, rid: bytes, pairs: list[tuple[int, bool]], now: float, name: str
+                ) -> None:
+        raise NotImplementedError
+
+    def _gone(self, rid: bytes, now: float) -> None:
+        raise NotImplementedError
+
+    def _deliver(self, now: float) -> int:
+        raise NotImplementedError
+
+    def _after_checkpoint(self) -> None:
+        self._model.checkpoint()
 
     # -- the link thread
     def _link_main(self) -> None:
@@ -250,51 +250,58 @@ class SpoolSending(PusherBase):
 
     def _wait_ms(self) -> int:
         """How long the link thread may sleep: until the next thing it must do by itself."""
-        spool = self._spool
-        d = spool.deliveries
-        log = spool.log
+        model = self._model
+        log = model.log
         if self._kicked or self._busy or (log.last_seq > log.durable_seq and log.failed is None):
             return 0
-        room = any(li.room > 0 for li in d.links.values())
         now = time.monotonic()
         times = [now + 1.0, now + self._sopts.checkpoint_interval]
-        if room and d.cursor <= spool.deliverable:
-            times.append(now + _STALL_WAIT if self._stalled else now)
-        retry = d.next_retry()
-        if room and retry is not None:
-            times.append(max(retry, now + _STALL_WAIT) if self._stalled else retry)
-        for when in (d.next_deadline(), self._links.next_greeting()):
+        upto = model.deliverable
+        for d in self._deliveries():
+            room = any(li.room > 0 for li in d.links.values())
+            if room and d.cursor <= upto:
+                times.append(now + _STALL_WAIT if self._stalled else now)
+            retry = d.next_retry()
+            if room and retry is not None:
+                times.append(max(retry, now + _STALL_WAIT) if self._stalled else retry)
+            deadline = d.next_deadline()
+            if deadline is not None:
+                times.append(deadline)
+        for when in (self._links.next_greeting(), self._links.probing()):
             if when is not None:
-                times.append(when)
+                times.append(min(when, now + 0.01))  # probes: every 10 ms meanwhile
         return max(0, round((min(times) - now) * 1000))
 
     def _step(self, now: float) -> bool:
         """Do what is due; True if anything moved (stored, delivered, acked)."""
-        spool = self._spool
-        d = spool.deliveries
-        before = (spool.log.last_seq, spool.log.durable_seq, d.cursor, d.acked, d.redelivered)
-        for peer in self._links.drain_monitor(self._monitor):
-            self._bury(spool.deliveries.link_down(peer.rid, now), "max_deliver")
+        model = self._model
+        ds = self._deliveries()
+        before = (model.log.last_seq, model.log.durable_seq,
+                  sum(d.cursor + d.acked + d.redelivered for d in ds))
+        # input first: acks (and a HELLO) that came before a connection closed count
         self._read_input(now)
-        if self._sopts.fsync is Fsync.BATCH and spool.log.failed is None:
+        for peer in self._links.drain_monitor(self._monitor) + self._links.probe(now):
+            self._gone(peer.rid, now)
+        if self._sopts.fsync is Fsync.BATCH and model.log.failed is None:
             # on failure the log is failed: sends raise it; what is durable is still delivered
             with contextlib.suppress(SpoolError):
-                spool.sync()
-        self._bury(spool.deliveries.expire(now), "max_deliver")
-        self._dispatch(now)
+                model.sync()
+        self._rr += 1
+        self._stalled = False
+        self._busy = self._deliver(now) >= 64
         self._links.greet(now)
         try:
-            spool.checkpoint()
+            self._after_checkpoint()
         except SpoolError as exc:
-            _log.error("spool.checkpoint_failed path=%s error=%s", spool.path, exc)
+            _log.error("spool.checkpoint_failed path=%s error=%s", model.path, exc)
         self._notify()
-        return before != (spool.log.last_seq, spool.log.durable_seq, d.cursor, d.acked,
-                          d.redelivered)
+        ds = self._deliveries()
+        return before != (model.log.last_seq, model.log.durable_seq,
+                          sum(d.cursor + d.acked + d.redelivered for d in ds))
 
     def _read_input(self, now: float) -> None:
         sock = self._sock
         assert sock is not None
-        d = self._spool.deliveries
         for _ in range(_INPUT_PER_STEP):
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
@@ -303,119 +310,41 @@ class SpoolSending(PusherBase):
             if len(frames) < 2:
                 continue
             kind = frames[1].bytes
+            rid = frames[0].bytes
             try:
                 if kind in (link.ACK, link.NACK) and (
                     len(frames) < 4 or frames[2].bytes != self._spool_id
                 ):
                     continue  # meant for another spool (or malformed)
+                name = frames[4].bytes.decode("utf-8", "replace") if len(frames) > 4 else ""
                 if kind == link.ACK:
-                    d.ack(link.decode_ack(frames[3].buffer))
+                    self._acked(rid, list(link.decode_ack(frames[3].buffer)), name)
                 elif kind == link.HELLO:
                     peer, replaced = self._links.on_hello(frames)
-                    if replaced is not None:
-                        self._bury(d.link_down(replaced.rid, now), "max_deliver")
-                    if peer is not None:
-                        d.link_up(peer.rid, peer.hello.credit)
+                    if peer is not None or replaced is not None:
+                        self._hello(peer, replaced, now)  # type: ignore[arg-type]
                 elif kind == link.NACK:
-                    for seq, requeue in link.decode_nack(frames[3].buffer):
-                        dead = d.nack(seq, requeue, now)
-                        self._bury(dead, "max_deliver" if requeue else "rejected")
+                    self._nacked(rid, link.decode_nack(frames[3].buffer), now, name)
+                elif kind == link.PING:
+                    pass
                 else:
                     self._links.bad("kind", WireError(f"unknown frame {kind[:4]!r}"))
             except WireError as exc:
                 self._links.bad("link", exc)
 
-    def _bury(self, seqs: list[int], reason: str) -> None:
-        if seqs:
-            self._spool.bury(seqs, reason)
-
     def _lose(self, rid: bytes, now: float) -> None:
         self._links.drop(rid)
-        self._bury(self._spool.deliveries.link_down(rid, now), "max_deliver")
+        self._gone(rid, now)
 
-    def _send(self, link_state: LinkState, parts: list[bytes], now: float) -> bool:
+    def _send(self, link_state: LinkState, parts: list[bytes]) -> bool:
         rid = link_state.key
         assert isinstance(rid, bytes)
         sent = self._links.send(rid, parts)
         if sent is None:
-            self._lose(rid, now)
+            self._lose(rid, time.monotonic())
         elif not sent:
             self._stalled = True
         return bool(sent)
-
-    def _dispatch(self, now: float) -> None:
-        """Give pullers with credit what is due again, then what was never delivered."""
-        spool = self._spool
-        d = spool.deliveries
-        links = [li for li in d.links.values() if li.room > 0]
-        self._busy = False
-        if not links:
-            return
-        self._rr = (self._rr + 1) % len(links)
-        links = links[self._rr :] + links[: self._rr]
-        frames = 0
-        progress = True
-        self._stalled = False
-        while progress and frames < _FRAMES_PER_STEP:
-            progress = False
-            upto = spool.deliverable
-            for li in links:
-                if li.room <= 0 or li.key not in d.links:
-                    continue
-                due = d.due(now, min(li.room, _BATCH_COUNT))
-                if due:
-                    if not self._redeliver(li, due, now):
-                        continue
-                    frames += 1
-                    progress = True
-                if li.room <= 0 or d.cursor > upto:
-                    continue
-                backlog = upto - d.cursor + 1
-                share = min(li.room, _BATCH_COUNT, max(1, -(-backlog // len(links))))
-                try:
-                    data, found = spool.read(d.cursor, min(upto, d.cursor + share - 1),
-                                             _BATCH_BYTES)
-                except SpoolError as exc:
-                    _log.error("spool.read_failed seq=%d error=%s", d.cursor, exc)
-                    d.skip_to(d.cursor + 1)
-                    continue
-                if not found:
-                    d.skip_to(upto + 1)
-                    continue
-                seqs = [s for s, _ in found]
-                if seqs[0] > d.cursor:
-                    d.skip_to(seqs[0])
-                if not self._send(li, [link.DELIVER, b"", data], now):
-                    continue
-                d.sent_new(li, seqs, now)
-                frames += 1
-                progress = True
-        self._busy = frames >= _FRAMES_PER_STEP
-
-    def _redeliver(self, li: LinkState, seqs: list[int], now: float) -> bool:
-        spool = self._spool
-        d = spool.deliveries
-        parts: list[bytes] = []
-        kept: list[int] = []
-        for seq in seqs:
-            try:
-                data, found = spool.read(seq, seq, 0)
-            except SpoolError as exc:
-                _log.error("spool.read_failed seq=%d error=%s", seq, exc)
-                found = []
-            if not found or found[0][0] != seq:
-                d.forget([seq])  # gone with a damaged segment: reported by recovery
-                continue
-            parts.append(data)
-            kept.append(seq)
-        if not kept:
-            return False
-        counts = link.encode_deliveries(d.attempts.get(s, 0) + 1 for s in kept)
-        if not self._send(li, [link.DELIVER, counts, b"".join(parts)], now):
-            d.undue(kept, now)
-            return False
-        d.sent(li, kept, now)
-        return True
 
     # -- closing (caller's thread)
     def close(self) -> int:
@@ -431,9 +360,9 @@ class SpoolSending(PusherBase):
         try:
             return super().close()
         finally:
-            if self._owns_spool and hasattr(self, "_spool"):
+            if getattr(self, "_owns_model", False):
                 try:
-                    self._spool.close()
+                    self._model.close()
                 except PeermqError as exc:
                     _log.error("spool.close_failed error=%s", exc)
 
@@ -450,3 +379,89 @@ class SpoolSending(PusherBase):
                 if left == 0.0:
                     raise TimeoutError(f"{what} after {timeout}s")
                 self._cond.wait(0.1 if left is None else min(left, 0.1))
+
+
+class SpoolSending(LinkSending, PusherBase):
+    """A Pusher whose messages wait in a spool until a puller acknowledges them."""
+
+    _model: Spool
+
+    def __init__(
+        self,
+        *,
+        bind: str | list[str] | tuple[str, ...] | None = None,
+        connect: str | list[str] | tuple[str, ...] | None = None,
+        node: Node | None = None,
+        options: SocketOptions | None = None,
+        spool: SpoolArg,
+        spool_options: SpoolOptions | None = None,
+        service: object = None,
+    ) -> None:
+        if service is not None:
+            raise ConfigError("service= (discovery) does not work with spool= yet: give "
+                              "bind= or connect= endpoints")
+        if isinstance(spool, Spool):
+            if spool_options is not None:
+                raise ConfigError("give spool_options to the Spool, not with an open Spool")
+            self._init_link(spool, False)
+        elif isinstance(spool, (str, os.PathLike)):
+            size = (options or SocketOptions()).max_message_size
+            self._init_link(Spool(spool, spool_options, max_record=size), True)
+        else:
+            raise ConfigError(f"spool must be a directory path or a Spool, got {spool!r}")
+        try:
+            super().__init__(bind=bind, connect=connect, node=node, options=options)
+            self._start_link()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def spool(self) -> Spool:
+        return self._model
+
+    def pending(self) -> int:
+        """Messages stored and not acknowledged yet (nor dead-lettered)."""
+        return self._model.stats().pending
+
+    def spool_stats(self) -> SpoolStats:
+        return self._model.stats()
+
+    @property
+    def peers(self) -> int:
+        """Pullers that have said HELLO on a live connection."""
+        return len(self._links.peers)
+
+    # -- the link thread: a queue shared by the pullers
+    def _deliveries(self) -> list[Deliveries]:
+        return [self._model.deliveries]
+
+    def _bury(self, seqs: list[int], reason: str) -> None:
+        if seqs:
+            self._model.bury(seqs, reason)
+
+    def _hello(self, peer: Peer, replaced: Peer | None, now: float) -> None:
+        d = self._model.deliveries
+        if replaced is not None:
+            self._bury(d.link_down(replaced.rid, now), "max_deliver")
+        if peer is not None:
+            d.link_up(peer.rid, peer.hello.credit)
+            self._links.answer(peer)
+
+    def _acked(self, rid: bytes, seqs: list[int], name: str) -> None:
+        self._model.deliveries.ack(seqs)
+
+    def _nacked(self, rid: bytes, pairs: list[tuple[int, bool]], now: float, name: str
+                ) -> None:
+        d = self._model.deliveries
+        for seq, requeue in pairs:
+            self._bury(d.nack(seq, requeue, now), "max_deliver" if requeue else "rejected")
+
+    def _gone(self, rid: bytes, now: float) -> None:
+        self._bury(self._model.deliveries.link_down(rid, now), "max_deliver")
+
+    def _deliver(self, now: float) -> int:
+        model = self._model
+        self._bury(model.deliveries.expire(now), "max_deliver")
+        return dispatch(model.deliveries, model.read, self._send, model.deliverable, now,
+                        turn=self._rr)

@@ -1,5 +1,6 @@
-"""asyncio shells of the spooled sockets: what ``peermq.aio.Pusher(spool=...)`` and
-``peermq.aio.Puller(spool=...)`` (or ``ack=...``) construct. The same non-blocking halves as the
+"""asyncio shells of the spooled sockets: what ``peermq.aio.Pusher(spool=...)``,
+``Puller(spool= | ack=)``, ``Publisher(spool=...)`` and ``Subscriber(durable= | history=)``
+construct. The same non-blocking halves as the
 blocking shells (_spool_send.py, _spool_recv.py); only the waiting differs.
 
 The spooled pusher's link thread does the delivering; waits for room, peers and acks here are
@@ -18,21 +19,23 @@ import zmq
 
 from . import _zmq, wire
 from ._kinds import deadline
-from ._spool_recv import IDLE_WAKE, SpoolReceiving
-from ._spool_send import SpoolSending
-from .aio import Puller, Pusher
+from ._spool_pub import SpoolPublishing
+from ._spool_recv import IDLE_WAKE, LinkReceiving, SpoolReceiving
+from ._spool_send import LinkSending, SpoolSending
+from ._spool_sub import SpoolSubscribing
+from .aio import Publisher, Puller, Pusher, Subscriber, _Closing
 from .config import AckMode
 from .errors import ClosedError, SpoolError, SpoolFullError
 from .message import Delivery, Message
 
-__all__ = ["SpooledPuller", "SpooledPusher"]
+__all__ = ["SpooledPublisher", "SpooledPuller", "SpooledPusher", "SpooledSubscriber"]
 
 _POLL = 0.005
 _CHUNK = 4096
 
 
-class SpooledPusher(SpoolSending, Pusher):
-    """``aio.Pusher(spool=...)``: at-least-once delivery; see docs/spool.md."""
+class _Storing(LinkSending):
+    """``send`` and friends of a spooled sender (asyncio)."""
 
     async def send(
         self, topic: str, data: object, headers: Mapping[str, str] | None = None
@@ -80,16 +83,6 @@ class SpooledPusher(SpoolSending, Pusher):
         """Make everything stored so far durable; returns the spool's durable seq."""
         return self._flush_now()
 
-    async def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
-        """Wait until ``n`` pullers are linked (said HELLO); TimeoutError if not."""
-        await self._until(lambda: self.peers >= n, timeout, f"{self.peers} of {n} pullers")
-        return self.peers
-
-    async def wait_for_acks(self, timeout: float | None = 5.0) -> None:
-        """Wait until every message stored so far is acknowledged (or dead-lettered)."""
-        await self._until(lambda: self.pending() == 0, timeout,
-                          "messages still unacknowledged")
-
     async def _until(self, ready: Callable[[], bool], timeout: float | None, what: str) -> None:
         end = deadline(timeout)
         while not ready():
@@ -102,8 +95,32 @@ class SpooledPusher(SpoolSending, Pusher):
             await asyncio.sleep(_POLL)
 
 
-class SpooledPuller(SpoolReceiving, Puller):
-    """``aio.Puller(spool=...)`` or ``aio.Puller(ack=...)``: receives with acks."""
+class SpooledPusher(_Storing, SpoolSending, Pusher):
+    """``aio.Pusher(spool=...)``: at-least-once delivery; see docs/spool.md."""
+
+    async def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
+        """Wait until ``n`` pullers are linked (said HELLO); TimeoutError if not."""
+        await self._until(lambda: self.peers >= n, timeout, f"{self.peers} of {n} pullers")
+        return self.peers
+
+    async def wait_for_acks(self, timeout: float | None = 5.0) -> None:
+        """Wait until every message stored so far is acknowledged (or dead-lettered)."""
+        await self._until(lambda: self.pending() == 0, timeout,
+                          "messages still unacknowledged")
+
+
+class SpooledPublisher(_Storing, SpoolPublishing, Publisher):
+    """``aio.Publisher(spool=...)``: a log that durable subscribers read."""
+
+    async def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> int:
+        """Wait until ``n`` subscribers are linked (said HELLO); TimeoutError if not."""
+        await self._until(lambda: self.subscribers >= n, timeout,
+                          f"{self.subscribers} of {n} subscribers")
+        return self.subscribers
+
+
+class _Taking(LinkReceiving, _Closing):
+    """``recv`` and friends of a spooled receiver (asyncio)."""
 
     async def recv(self, timeout: float | None = None) -> Delivery:
         """The next message; as the blocking ``recv``."""
@@ -172,17 +189,18 @@ class SpooledPuller(SpoolReceiving, Puller):
             handled += 1
         return handled
 
-    async def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
-        """Wait until ``n`` spooled pushers are linked (said HELLO); TimeoutError if not."""
+    async def _wait_linked(self, n: int, timeout: float, what: str) -> int:
         end = deadline(timeout)
-        while self.peers < n:
+        while True:
+            self._pump()
+            if len(self._links.peers) >= n:
+                return len(self._links.peers)
             self._flush()
             left = _zmq.deadline_left(end)
             if left == 0.0:
-                raise TimeoutError(f"{len(self._links.peers)} of {n} pushers after {timeout}s")
+                raise TimeoutError(f"{len(self._links.peers)} of {n} {what} after {timeout}s")
             wake = time.monotonic() + (IDLE_WAKE if left is None else min(left, IDLE_WAKE))
             await self._ready(self._live(), zmq.POLLIN, wake)
-        return len(self._links.peers)
 
     async def flush_acks(self) -> None:
         """Send the acknowledgements gathered so far now."""
@@ -198,3 +216,19 @@ class SpooledPuller(SpoolReceiving, Puller):
         if exc_type is not None:
             self._auto.clear()  # the block failed: what it was given was not handled
         await self.aclose()
+
+
+class SpooledPuller(_Taking, SpoolReceiving, Puller):
+    """``aio.Puller(spool=...)`` or ``aio.Puller(ack=...)``: receives with acks."""
+
+    async def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
+        """Wait until ``n`` spooled pushers are linked (said HELLO); TimeoutError if not."""
+        return await self._wait_linked(n, timeout, "pushers")
+
+
+class SpooledSubscriber(_Taking, SpoolSubscribing, Subscriber):
+    """``aio.Subscriber(durable=... | history=...)``: reads spooled publishers' logs."""
+
+    async def wait_for_publishers(self, n: int = 1, timeout: float = 5.0) -> int:
+        """Wait until ``n`` spooled publishers are linked (said HELLO); TimeoutError if not."""
+        return await self._wait_linked(n, timeout, "publishers")

@@ -1,6 +1,7 @@
-"""Blocking shells of the spooled sockets: what ``Pusher(spool=...)`` and ``Puller(spool=...)``
-(or ``Puller(ack=...)``) construct. Only the waiting is here; the logic is in _spool_send.py
-and _spool_recv.py, shared with the asyncio shells.
+"""Blocking shells of the spooled sockets: what ``Pusher(spool=...)``, ``Puller(spool= | ack=)``,
+``Publisher(spool=...)`` and ``Subscriber(durable= | history=)`` construct. Only the waiting
+is here; the logic is in _spool_send.py, _spool_pub.py, _spool_recv.py and _spool_sub.py,
+shared with the asyncio shells.
 """
 
 from __future__ import annotations
@@ -11,20 +12,22 @@ from types import TracebackType
 
 from . import _zmq, wire
 from ._kinds import deadline
-from ._spool_recv import SpoolReceiving
-from ._spool_send import SpoolSending
+from ._spool_pub import SpoolPublishing
+from ._spool_recv import LinkReceiving, SpoolReceiving
+from ._spool_send import LinkSending, SpoolSending
+from ._spool_sub import SpoolSubscribing
 from .config import AckMode
 from .errors import SpoolFullError
 from .message import Delivery, Message
-from .sockets import Puller, Pusher
+from .sockets import Publisher, Puller, Pusher, Subscriber
 
-__all__ = ["SpooledPuller", "SpooledPusher"]
+__all__ = ["SpooledPublisher", "SpooledPuller", "SpooledPusher", "SpooledSubscriber"]
 
 _CHUNK = 4096
 
 
-class SpooledPusher(SpoolSending, Pusher):
-    """``Pusher(spool=...)``: at-least-once delivery; see docs/spool.md."""
+class _Storing(LinkSending):
+    """``send`` and friends of a spooled sender (blocking)."""
 
     def send(self, topic: str, data: object, headers: Mapping[str, str] | None = None) -> bool:
         """Store one message in the spool (written before this returns); always True.
@@ -83,6 +86,10 @@ class SpooledPusher(SpoolSending, Pusher):
         """Make everything stored so far durable; returns the spool's durable seq."""
         return self._flush_now()
 
+
+class SpooledPusher(_Storing, SpoolSending, Pusher):
+    """``Pusher(spool=...)``: at-least-once delivery; see docs/spool.md."""
+
     def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Block until ``n`` pullers are linked (said HELLO); TimeoutError if not."""
         self._wait_for(lambda: self.peers >= n, timeout, f"{self.peers} of {n} pullers")
@@ -94,8 +101,18 @@ class SpooledPusher(SpoolSending, Pusher):
                        "messages still unacknowledged")
 
 
-class SpooledPuller(SpoolReceiving, Puller):
-    """``Puller(spool=...)`` or ``Puller(ack=...)``: receives from spooled pushers, with acks."""
+class SpooledPublisher(_Storing, SpoolPublishing, Publisher):
+    """``Publisher(spool=...)``: a log that durable subscribers read; see docs/spool.md."""
+
+    def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> int:
+        """Block until ``n`` subscribers are linked (said HELLO); TimeoutError if not."""
+        self._wait_for(lambda: self.subscribers >= n, timeout,
+                       f"{self.subscribers} of {n} subscribers")
+        return self.subscribers
+
+
+class _Taking(LinkReceiving):
+    """``recv`` and friends of a spooled receiver (blocking)."""
 
     def recv(self, timeout: float | None = None) -> Delivery:
         """The next message; waits up to ``timeout`` seconds (None: for ever), then TimeoutError.
@@ -163,14 +180,15 @@ class SpooledPuller(SpoolReceiving, Puller):
             handled += 1
         return handled
 
-    def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
-        """Block until ``n`` spooled pushers are linked (said HELLO); TimeoutError if not."""
+    def _wait_linked(self, n: int, timeout: float, what: str) -> int:
         end = deadline(timeout)
-        while self.peers < n:
+        while True:
+            self._pump()
+            if len(self._links.peers) >= n:
+                return len(self._links.peers)
             self._flush()
             if not self._wait_input(end):
-                raise TimeoutError(f"{len(self._links.peers)} of {n} pushers after {timeout}s")
-        return len(self._links.peers)
+                raise TimeoutError(f"{len(self._links.peers)} of {n} {what} after {timeout}s")
 
     def flush_acks(self) -> None:
         """Send the acknowledgements gathered so far now (they also go before any wait)."""
@@ -186,3 +204,19 @@ class SpooledPuller(SpoolReceiving, Puller):
         if exc_type is not None:
             self._auto.clear()  # the block failed: what it was given was not handled
         self.close()
+
+
+class SpooledPuller(_Taking, SpoolReceiving, Puller):
+    """``Puller(spool=...)`` or ``Puller(ack=...)``: receives from spooled pushers, with acks."""
+
+    def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
+        """Block until ``n`` spooled pushers are linked (said HELLO); TimeoutError if not."""
+        return self._wait_linked(n, timeout, "pushers")
+
+
+class SpooledSubscriber(_Taking, SpoolSubscribing, Subscriber):
+    """``Subscriber(durable=... | history=...)``: reads spooled publishers' logs, with acks."""
+
+    def wait_for_publishers(self, n: int = 1, timeout: float = 5.0) -> int:
+        """Block until ``n`` spooled publishers are linked (said HELLO); TimeoutError if not."""
+        return self._wait_linked(n, timeout, "publishers")

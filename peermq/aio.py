@@ -31,8 +31,8 @@ from .errors import ClosedError
 from .message import Message
 
 if TYPE_CHECKING:
-    from ._spooled_aio import SpooledPuller, SpooledPusher
-    from .config import AckMode
+    from ._spooled_aio import SpooledPublisher, SpooledPuller, SpooledPusher, SpooledSubscriber
+    from .config import AckMode, History
     from .spool.store import Spool
 
 __all__ = ["Publisher", "Puller", "Pusher", "Subscriber"]
@@ -148,6 +148,17 @@ class _Sending(SenderBase, _Closing):
 class Publisher(PublisherBase, _Sending):
     """Fan-out publisher (asyncio)."""
 
+    @overload
+    def __new__(cls, *, spool: None = None, **kwargs: Any) -> Publisher: ...
+    @overload
+    def __new__(cls, *, spool: str | os.PathLike[str], **kwargs: Any) -> SpooledPublisher: ...
+    def __new__(cls, *args: Any, **kwargs: Any) -> Publisher:
+        if cls is Publisher and kwargs.get("spool") is not None:
+            from ._spooled_aio import SpooledPublisher  # noqa: PLC0415 (it subclasses Publisher)
+
+            return super().__new__(SpooledPublisher)
+        return super().__new__(cls)
+
     async def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Wait until ``n`` subscribers are connected and subscribed; TimeoutError if not."""
         return await self._wait_until(lambda: self.subscribers, n, self._live(), timeout,
@@ -257,6 +268,23 @@ class _Receiving(ReceiverBase, _Closing):
 
 class Subscriber(SubscriberBase, _Receiving):
     """Topic subscriber (asyncio)."""
+
+    @overload
+    def __new__(cls, *, durable: None = None, history: None = None, spool: None = None,
+                ack: None = None, **kwargs: Any) -> Subscriber: ...
+    @overload
+    def __new__(cls, *, durable: str, **kwargs: Any) -> SpooledSubscriber: ...
+    @overload
+    def __new__(cls, *, history: History, **kwargs: Any) -> SpooledSubscriber: ...
+    @overload
+    def __new__(cls, *, ack: AckMode, **kwargs: Any) -> SpooledSubscriber: ...
+    def __new__(cls, *args: Any, **kwargs: Any) -> Subscriber:
+        if cls is Subscriber and any(kwargs.get(k) is not None
+                                     for k in ("durable", "history", "spool", "ack")):
+            from ._spooled_aio import SpooledSubscriber  # noqa: PLC0415 (it subclasses Subscriber)
+
+            return super().__new__(SpooledSubscriber)
+        return super().__new__(cls)
 
     async def wait_for_publishers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Wait until connected to ``n`` publishers; TimeoutError if not."""

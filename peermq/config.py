@@ -14,6 +14,7 @@ __all__ = [
     "DiscoveryOptions",
     "Fsync",
     "HeaderMatch",
+    "History",
     "MirrorOptions",
     "OnFull",
     "SecurityOptions",
@@ -382,3 +383,38 @@ class DiscoveryOptions:
         _check_seconds("resolve_timeout", self.resolve_timeout, allow_zero=False)
         _check_seconds("file_poll_interval", self.file_poll_interval, allow_zero=False)
         _check_seconds("goodbye_wait", self.goodbye_wait)
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Where a new subscriber of a spooled publisher starts; give one field (none: only new
+    messages). A durable subscriber uses it the first time its name is seen, and then goes on
+    from where it was."""
+
+    from_seq: int | None = None
+    """From this spool seq on (or the oldest kept, if it is gone)."""
+    since: float | None = None
+    """From the first message sent at or after this wall-clock time (seconds since the epoch)."""
+    last: int | None = None
+    """The last ``last`` messages of each of its topics, then new ones."""
+
+    def __post_init__(self) -> None:
+        given = [f for f in ("from_seq", "since", "last") if getattr(self, f) is not None]
+        if len(given) > 1:
+            raise ConfigError(f"History takes one of from_seq, since, last; got {given}")
+        if self.from_seq is not None:
+            _check_count("from_seq", self.from_seq)
+        if self.last is not None:
+            _check_count("last", self.last)
+        if self.since is not None:
+            _check_seconds("since", self.since)
+
+    def spec(self) -> tuple[str, float]:
+        """As a spool link's HELLO carries it."""
+        if self.from_seq is not None:
+            return ("seq", float(self.from_seq))
+        if self.since is not None:
+            return ("time", float(self.since))
+        if self.last is not None:
+            return ("last", float(self.last))
+        return ("new", 0.0)

@@ -28,8 +28,8 @@ from .errors import ClosedError
 from .message import Message
 
 if TYPE_CHECKING:
-    from ._spooled_sync import SpooledPuller, SpooledPusher
-    from .config import AckMode
+    from ._spooled_sync import SpooledPublisher, SpooledPuller, SpooledPusher, SpooledSubscriber
+    from .config import AckMode, History
     from .spool.store import Spool
 
 __all__ = ["Publisher", "Puller", "Pusher", "Subscriber"]
@@ -93,6 +93,17 @@ class _Sending(SenderBase, _Closing):
 
 class Publisher(PublisherBase, _Sending):
     """Fan-out: every subscriber whose topics match gets a copy. See PublisherBase."""
+
+    @overload
+    def __new__(cls, *, spool: None = None, **kwargs: Any) -> Publisher: ...
+    @overload
+    def __new__(cls, *, spool: str | os.PathLike[str], **kwargs: Any) -> SpooledPublisher: ...
+    def __new__(cls, *args: Any, **kwargs: Any) -> Publisher:
+        if cls is Publisher and kwargs.get("spool") is not None:
+            from ._spooled_sync import SpooledPublisher  # noqa: PLC0415 (it subclasses Publisher)
+
+            return super().__new__(SpooledPublisher)
+        return super().__new__(cls)
 
     def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Block until ``n`` subscribers are connected and subscribed; TimeoutError if not.
@@ -209,6 +220,23 @@ class _Receiving(ReceiverBase, _Closing):
 
 class Subscriber(SubscriberBase, _Receiving):
     """Receives the topics it asked for from every publisher it connects to."""
+
+    @overload
+    def __new__(cls, *, durable: None = None, history: None = None, spool: None = None,
+                ack: None = None, **kwargs: Any) -> Subscriber: ...
+    @overload
+    def __new__(cls, *, durable: str, **kwargs: Any) -> SpooledSubscriber: ...
+    @overload
+    def __new__(cls, *, history: History, **kwargs: Any) -> SpooledSubscriber: ...
+    @overload
+    def __new__(cls, *, ack: AckMode, **kwargs: Any) -> SpooledSubscriber: ...
+    def __new__(cls, *args: Any, **kwargs: Any) -> Subscriber:
+        if cls is Subscriber and any(kwargs.get(k) is not None
+                                     for k in ("durable", "history", "spool", "ack")):
+            from ._spooled_sync import SpooledSubscriber  # noqa: PLC0415 (it subclasses Subscriber)
+
+            return super().__new__(SpooledSubscriber)
+        return super().__new__(cls)
 
     def wait_for_publishers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Block until connected to ``n`` publishers; TimeoutError if not.

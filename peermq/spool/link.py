@@ -3,11 +3,14 @@
 A spool link joins a sender (``Pusher(spool=...)``) and a receiver (a puller with acks) over a
 pair of ZeroMQ ROUTER sockets; every message below follows the peer's routing id::
 
-    HELLO    b"\\xffH"  msgpack {v, role, node, name, spool, credit, instance, reply}
+    HELLO    b"\\xffH"  msgpack {v, role, node, name, spool, credit, instance, reply,
+                                mode, consumer, topics, start}
+    GAP      b"\\xffG"  spool id, msgpack [first, last]: seqs this subscriber will never get
     DELIVER  b"\\xffD"  deliveries (u16 each, little-endian; empty: all first deliveries)
                        records (spool records back to back, exactly as on disk)
     ACK      b"\\xffA"  spool id, ranges (u64 first, u64 last, ...): handled, forget them
-    NACK     b"\\xffN"  spool id, msgpack [seq, requeue, seq, requeue, ...]
+             [, durable name]: a durable subscriber's, so that they count after its link is gone
+    NACK     b"\\xffN"  spool id, msgpack [seq, requeue, seq, requeue, ...] [, durable name]
 
 An ACK or NACK names the spool it is for: a sender drops one meant for another spool (a
 frame queued for an endpoint whose sender was replaced meanwhile).
@@ -45,11 +48,18 @@ __all__ = [
 
 VERSION = 1
 HELLO = b"\xffH"
+GAP = b"\xffG"
+PING = b"\xffP"
+"""Nothing: sent to find out whether a peer is still there (see peermq/_spool_link.py)."""
 DELIVER = b"\xffD"
 ACK = b"\xffA"
 NACK = b"\xffN"
 SENDER = "sender"
 RECEIVER = "receiver"
+QUEUE = "queue"
+"""A receiver that takes a share of a queue (a puller)."""
+STREAM = "stream"
+"""A receiver that takes every message of its topics from a log (a subscriber)."""
 _RANGE = struct.Struct("<QQ")
 _LITTLE = sys.byteorder == "little"
 
@@ -66,12 +76,21 @@ class Hello:
     instance: str
     """Random per socket instance: a new one on the same routing id is a new peer."""
     reply: bool
+    mode: str = QUEUE
+    """A receiver's: QUEUE (a share of the messages) or STREAM (every message of its topics)."""
+    consumer: str = ""
+    """A stream receiver's durable name ("": forget it when it goes)."""
+    topics: tuple[str, ...] = ()
+    """A stream receiver's topic patterns."""
+    start: tuple[str, float] = ("new", 0.0)
+    """Where a new stream consumer starts: ("new", 0), ("seq", n), ("time", t), ("last", n)."""
 
 
 def encode_hello(h: Hello) -> bytes:
     packed: bytes = msgpack.packb({
         "v": VERSION, "role": h.role, "node": h.node, "name": h.name, "spool": h.spool,
-        "credit": h.credit, "instance": h.instance, "reply": h.reply,
+        "credit": h.credit, "instance": h.instance, "reply": h.reply, "mode": h.mode,
+        "consumer": h.consumer, "topics": list(h.topics), "start": list(h.start),
     })
     return packed
 
@@ -81,13 +100,18 @@ def decode_hello(data: bytes) -> Hello:
         m = msgpack.unpackb(data, raw=False)
         if not isinstance(m, dict) or m.get("v") != VERSION:
             raise WireError(f"hello of unknown version: {m!r:.80}")
+        start = m.get("start") or ("new", 0)
         h = Hello(str(m["role"]), str(m["node"]), str(m["name"]), str(m["spool"]),
-                  int(m["credit"]), str(m["instance"]), bool(m.get("reply", False)))
+                  int(m["credit"]), str(m["instance"]), bool(m.get("reply", False)),
+                  str(m.get("mode", QUEUE)), str(m.get("consumer", "")),
+                  tuple(str(t) for t in m.get("topics", ())),
+                  (str(start[0]), float(start[1])))
     except WireError:
         raise
     except Exception as exc:
         raise WireError(f"malformed hello: {exc}") from exc
-    if h.role not in (SENDER, RECEIVER) or h.credit < 0:
+    if (h.role not in (SENDER, RECEIVER) or h.credit < 0 or h.mode not in (QUEUE, STREAM)
+            or h.start[0] not in ("new", "seq", "time", "last")):
         raise WireError(f"malformed hello: {h!r:.120}")
     return h
 

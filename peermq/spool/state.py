@@ -160,6 +160,10 @@ class Deliveries:
                     out.append(seq)
         return out
 
+    def rush(self, now: float) -> None:
+        """Make every scheduled redelivery due now (in seq order): its receiver is back."""
+        self._retry = [(now, s) for s in sorted(self._waiting)]
+
     def undue(self, seqs: Iterable[int], now: float) -> None:
         """Put back seqs taken with ``due`` that could not be sent."""
         for seq in seqs:

@@ -3,6 +3,8 @@
     python spool_peer.py send    SPOOL ENDPOINT HISTORY RUN COUNT [FSYNC [RATE]]
     python spool_peer.py drain   SPOOL ENDPOINT HISTORY          (send nothing; wait for acks)
     python spool_peer.py receive SPOOL|- ENDPOINT HISTORY INCARNATION [WORK]
+    python spool_peer.py publish SPOOL ENDPOINT HISTORY RUN COUNT RATE DURABLE
+    python spool_peer.py subscribe SPOOL|- ENDPOINT HISTORY INCARNATION DURABLE
 
 Every event is one JSON line appended with a single write(2) to an O_APPEND file, so a line is
 whole or absent after a SIGKILL. Senders write ``attempt`` before ``send`` and ``sent`` after it
@@ -99,6 +101,55 @@ def receive(spool: str, endpoint: str, path: str, incarnation: str, work: float)
         h.write(ev="stats", inc=incarnation, duplicates=pull.stats().duplicates)
 
 
+def publish(spool: str, endpoint: str, path: str, run: str, count: int, rate: float,
+            durable: str) -> None:
+    """Publish a stream to a log; then wait until subscriber ``durable`` acked all of it."""
+    h = History(path)
+    opts = SpoolOptions(checkpoint_interval=0.05)
+    with peermq.Publisher(bind=endpoint, spool=spool, spool_options=opts) as pub:
+        print("ready", flush=True)
+        start = time.monotonic()
+        for i in range(count):
+            pause = start + i / rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)  # pacing the stream, not waiting for anything
+            msg_id = f"{run}:{i}"
+            data = payload(msg_id)
+            h.write(ev="attempt", id=msg_id, h=digest(data))
+            pub.send("events", data)
+            h.write(ev="sent", id=msg_id, seq=pub.last_seq)
+        h.write(ev="durable", upto=pub.flush(), run=run)
+        print("sent", flush=True)
+        end = time.monotonic() + 60.0
+        while time.monotonic() < end:
+            c = pub.spool_stats()["consumers"].get(durable)  # type: ignore[attr-defined]
+            if c and c["cursor"] > pub.last_seq and not c["unacked"]:
+                print("acked", flush=True)
+                return
+            time.sleep(0.02)
+        sys.exit("the durable subscriber did not ack everything in time")
+
+
+def subscribe(spool: str, endpoint: str, path: str, incarnation: str, durable: str) -> None:
+    h = History(path)
+    # a durable name seen for the first time starts at the oldest message kept
+    with peermq.Subscriber(connect=endpoint, durable=durable, history=peermq.History(from_seq=1),
+                           spool=None if spool == "-" else spool) as sub:
+        signal.signal(signal.SIGTERM, lambda *_: sub.stop())
+
+        def handle(msg: peermq.Message) -> None:
+            assert isinstance(msg, peermq.Delivery)
+            data = msg.data
+            assert isinstance(data, bytes)
+            h.write(ev="handled", id=data.split(b"|", 1)[0].decode(), h=digest(data),
+                    spool=msg.spool_id, seq=msg.spool_seq, n=msg.deliveries, inc=incarnation,
+                    t=time.monotonic())
+
+        print("ready", flush=True)
+        sub.consume(handle)
+        h.write(ev="stats", inc=incarnation, duplicates=sub.stats().duplicates)
+
+
 def main() -> None:
     role, *args = sys.argv[1:]
     if role == "send":
@@ -107,6 +158,12 @@ def main() -> None:
              float(rest[1]) if len(rest) > 1 else 0.0)
     elif role == "drain":
         drain(*args)
+    elif role == "publish":
+        spool, endpoint, path, run, count, rate, durable = args
+        publish(spool, endpoint, path, run, int(count), float(rate), durable)
+    elif role == "subscribe":
+        spool, endpoint, path, incarnation, durable = args
+        subscribe(spool, endpoint, path, incarnation, durable)
     elif role == "receive":
         spool, endpoint, path, incarnation, *rest = args
         receive(spool, endpoint, path, incarnation, float(rest[0]) if rest else 0.0)

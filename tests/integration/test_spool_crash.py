@@ -179,3 +179,26 @@ def test_without_faults_order_holds_and_nothing_is_duplicated(procs: Procs) -> N
     procs.stop(receiver)
     out = spool_history.check(spool_history.load(procs.history), ordered=True)
     assert len(out.sent) == 2000 and out.duplicates == 0
+
+
+def test_a_durable_subscriber_killed_and_away_misses_nothing(
+    procs: Procs, rng: random.Random
+) -> None:
+    ep = endpoint(procs.tmp)
+    sspool = str(procs.tmp / "subscriber")
+    pub = procs.start("publish", str(procs.tmp / "log"), ep, "p", "3000", "1000", "d")
+    killed: set[str] = set()
+    for r in range(6):
+        sub = procs.start("subscribe", sspool, ep, f"r{r}", "d")
+        procs.wait_count("handled", procs.count("handled") + rng.randrange(1, 200))
+        procs.kill(sub)
+        killed.add(f"r{r}")
+        # and stays away a while: the publisher goes on (while it has more to send)
+        procs.wait_count("sent", min(3000, procs.count("sent") + rng.randrange(1, 200)))
+    last = procs.start("subscribe", sspool, ep, "last", "d")
+    procs.expect(pub, "sent")
+    procs.expect(pub, "acked")
+    procs.stop(last)
+    out = spool_history.check(spool_history.load(procs.history), killed=killed)
+    print(spool_history.summary(out))
+    assert len(out.sent) == 3000
