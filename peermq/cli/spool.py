@@ -62,7 +62,9 @@ def stats(ui: Ui, path: Path, as_json: bool) -> None:
                  "holder": o.holder, "messages": o.messages, "bytes": o.bytes,
                  "segments": o.segments, "first_seq": o.first_seq, "last_seq": o.last_seq,
                  "cursor": o.cursor, "unacked": o.unacked, "pending": o.pending,
-                 "dead": o.dead, "quarantined": o.quarantined, "damage": len(o.damage)})
+                 "dead": o.dead, "quarantined": o.quarantined, "damage": len(o.damage),
+                 "consumers": {k: {"cursor": c, "unacked": u}
+                               for k, (c, u) in o.consumers.items()}})
         return
     user = f"open in process {o.holder}" if o.holder else "not open"
     ui.line(f"spool       {o.path} ({o.kind} {o.id}, {user})")
@@ -71,6 +73,8 @@ def stats(ui: Ui, path: Path, as_json: bool) -> None:
     ui.line(f"pending     {o.pending:,} not acknowledged, {o.unacked:,} of them delivered "
             "(as of the last checkpoint)")
     ui.line(f"dead        {o.dead:,} dead letters")
+    for name, (cursor, unacked) in sorted(o.consumers.items()):
+        ui.line(f"subscriber  {name}: next seq {cursor:,}, {unacked:,} unacknowledged")
     if o.damage or o.quarantined:
         ui.line(f"damage      {len(o.damage)} damaged places now, {o.quarantined} files in "
                 "quarantine/ ('peermq spool verify' shows where)")
@@ -111,7 +115,7 @@ def _message_json(msg: Message | None, **extra: object) -> dict[str, object]:
               help="Start at this seq.")
 @click.option("-n", "--count", type=click.IntRange(min=1), default=None,
               help="Show at most N messages.")
-@click.option("--state", type=click.Choice(["pending", "unacked", "acked", "dead"]),
+@click.option("--state", type=click.Choice(["pending", "unacked", "acked", "dead", "kept"]),
               default=None,
               help="Only messages in this state.")
 @click.option("--full", is_flag=True, help="Never truncate payloads.")

@@ -45,6 +45,8 @@ class Overview:
     dead: int
     quarantined: int
     damage: tuple[Damage, ...]
+    consumers: dict[str, tuple[int, int]]
+    """A publisher's log (kind "log"): durable subscribers' (cursor, unacked)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,8 @@ class Stored:
     seq: int
     state: str
     """``acked`` (its segment is not deleted yet), ``unacked``, ``pending`` (never sent) or
-    ``dead`` (moved to the dead letters)."""
+    ``dead`` (moved to the dead letters); in a publisher's log, ``kept`` (each subscriber has
+    its own cursor)."""
     deliveries: int
     size: int
     message: Message | None
@@ -134,14 +137,32 @@ def decode(frame: bytes) -> Message | None:
                    seq, ts)
 
 
-def _state(directory: str) -> tuple[int, dict[int, int]]:
+def _checkpoint(directory: str) -> dict[str, object]:
     try:
         ck = read_small(os.path.join(directory, "checkpoint"))
     except SpoolError:
         ck = None
-    if not isinstance(ck, dict):
-        return 1, {}
-    return int(ck.get("cursor", 1)), {int(s): int(n) for s, n in ck.get("unacked", ())}
+    return ck if isinstance(ck, dict) else {}
+
+
+def _state(directory: str) -> tuple[int, dict[int, int]]:
+    ck = _checkpoint(directory)
+    unacked = ck.get("unacked", ())
+    return int(ck.get("cursor", 1)), {  # type: ignore[call-overload]
+        int(s): int(n) for s, n in unacked}  # type: ignore[attr-defined]
+
+
+def _consumers(directory: str) -> dict[str, tuple[int, int]]:
+    got = _checkpoint(directory).get("consumers")
+    if not isinstance(got, dict):
+        return {}
+    return {str(name): (int(c.get("cursor", 0)), len(c.get("unacked", ())))
+            for name, c in got.items() if isinstance(c, dict)}
+
+
+def _kind(directory: str) -> str:
+    meta = read_small(os.path.join(directory, "meta"))
+    return str(meta.get("kind", "")) if isinstance(meta, dict) else ""
 
 
 def _requeued(directory: str) -> set[int]:
@@ -165,6 +186,8 @@ def overview(path: str | os.PathLike[str]) -> Overview:
         first = first or seq
         last = seq
     cursor, unacked = _state(directory)
+    if meta.get("kind") == "log":  # no shared cursor: each subscriber has its own
+        cursor, unacked = last + 1, {}
     seg_paths = _segments(log)
     size = sum(os.path.getsize(p) for p in seg_paths)
     gone = _requeued(directory)
@@ -178,6 +201,7 @@ def overview(path: str | os.PathLike[str]) -> Overview:
         first_seq=first, last_seq=last, cursor=cursor,
         unacked=sum(1 for s in unacked if s >= first), pending=never + len(unacked),
         dead=dead, quarantined=quarantined, damage=tuple(damage),
+        consumers=_consumers(directory),
     )
 
 
@@ -185,11 +209,14 @@ def messages(path: str | os.PathLike[str], *, start: int = 1) -> Iterator[Stored
     """The messages held, from seq ``start``, with their state as of the last checkpoint."""
     directory = _check(os.fspath(path))
     cursor, unacked = _state(directory)
-    dead = {d.seq for d in dead_letters(directory)}
+    stream = _kind(directory) == "log"
+    dead = set() if stream else {d.seq for d in dead_letters(directory)}
     for seq, size, body in _records(os.path.join(directory, "log")):
         if seq < start:
             continue
-        if seq in dead:
+        if stream:
+            state, n = "kept", 0
+        elif seq in dead:
             state, n = "dead", 0
         elif seq in unacked:
             state, n = "unacked", unacked[seq]

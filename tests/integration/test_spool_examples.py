@@ -46,7 +46,18 @@ def check_crash(out: str) -> None:
     assert m and int(m[1]) >= 1
 
 
+def check_durable_subscriber(out: str) -> None:
+    assert out.splitlines() == [
+        "ledger got 1.08",
+        "ledger away: 3 prices published",
+        "ledger back, missed nothing: [1.09, 1.07, 1.1]",
+        "then live: 1.11",
+        "newcomer starts with the last price: prices.eur 1.11",
+    ]
+
+
 CHECKS: dict[str, Callable[[str], None]] = {
+    "spool_durable_subscriber.py": check_durable_subscriber,
     "spool_restart.py": check_restart,
     "spool_dead_letters.py": check_dead_letters,
     "spool_crash.py": check_crash,

@@ -15,6 +15,8 @@ from peermq.cli import cli
 from peermq.config import SpoolOptions
 from peermq.spool import Spool
 from peermq.spool import _records as rec
+from peermq.spool.link import STREAM, Hello
+from peermq.spool.stream import StreamLog
 
 OPTS = SpoolOptions(segment_bytes=4096)
 
@@ -119,3 +121,22 @@ def test_requeue_refuses_a_spool_in_use_and_names_the_holder(tmp_path: Path) -> 
 def test_not_a_spool_is_one_clear_error(tmp_path: Path) -> None:
     result, _ = run("spool", "stats", str(tmp_path))
     assert result.exit_code == 1 and "is not a spool directory" in result.stderr
+
+
+def test_a_publishers_log_shows_its_durable_subscribers(tmp_path: Path) -> None:
+    enc = wire.Encoder("node1", 1, max_size=1 << 20)
+    with StreamLog(tmp_path / "log", OPTS) as log:
+        log.append([enc.encode("t", i, None, 1e9) for i in range(3)])
+        log.sync()
+        hello = Hello("receiver", "n2", "sub", "", 10, "n2/1", False, STREAM, "billing",
+                      (">",), ("seq", 1.0))
+        c = log.attach(b"rid", hello, 0.0)
+        c.deliveries.sent(c.deliveries.link_up(b"rid", 10), [1, 2], 0.0)
+        c.deliveries.ack([1])
+    _, out = run("spool", "stats", str(tmp_path / "log"), "--json")
+    (s,) = lines(out)
+    assert (s["kind"], s["messages"], s["pending"]) == ("log", 3, 0)
+    assert s["consumers"] == {"billing": {"cursor": 3, "unacked": 1}}
+    _, out = run("spool", "inspect", str(tmp_path / "log"), "--json")
+    assert [(m["spool_seq"], m["state"]) for m in lines(out)] == [(1, "kept"), (2, "kept"),
+                                                                 (3, "kept")]
