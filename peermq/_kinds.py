@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 _SERVICE_EVERY = 1024
+SERVICE_MASK = _SERVICE_EVERY - 1
 _now = time.time
 
 
@@ -82,7 +83,7 @@ class SenderBase(SocketBase):
         self._core = SendCore(self.node.id, self.stream, self.options)
         self._block = self.on_full is OnFull.BLOCK
         self._flags = 0 if self._block else zmq.NOBLOCK
-        self._since_service = 0
+        self._encode_one = self._core.encoder.encode
 
     def _welcome(self) -> bytes:
         return wire.encode_welcome(self.node.id, self.stream, self.node.name)
@@ -105,32 +106,35 @@ class SenderBase(SocketBase):
         True: sent. False: dropped at a full queue (counted). bytes: the frame, which would
         block (BLOCK policy); its sequence number stays taken until the caller gives up.
         """
-        if self._sock is None:
-            raise ClosedError(f"{type(self).__name__} is closed")
-        if self._inbox:
-            self._run_inbox()
-        core = self._core
-        frame = core.encoder.encode(
+        # every attribute read counts here: a closed socket is found by the send itself
+        # (ZeroMQ says ENOTSOCK), and posted calls run with the periodic service below
+        frame = self._encode_one(
             topic, data, wire.check_headers(headers) if headers else None, _now()
         )
         try:
             self._send_raw(frame, flags)
-        except zmq.Again:
-            if self._block:
-                return frame
-            core.dropped += 1
-            return False
         except zmq.ZMQError as exc:
-            core.encoder.rewind(topic, 1)
-            raise _zmq.translate(exc, "send") from exc
+            return self._not_sent(topic, frame, exc)
+        core = self._core
         core.sent += 1
         if self._tap is not None:
             self._tap(frame)
-        self._since_service += 1
-        if self._since_service >= _SERVICE_EVERY:
-            self._since_service = 0
-            self._service()
+        if not core.sent & SERVICE_MASK:
+            self._service_now()
         return True
+
+    def _not_sent(self, topic: str, frame: bytes, exc: zmq.ZMQError) -> bool | bytes:
+        """A single send failed: False if dropped (counted), the frame if it would block
+        (BLOCK policy; its number stays taken), else raise."""
+        if isinstance(exc, zmq.Again):
+            if self._block:
+                return frame
+            self._core.dropped += 1
+            return False
+        self._core.encoder.rewind(topic, 1)
+        if self._sock is None:
+            raise ClosedError(f"{type(self).__name__} is closed") from None
+        raise _zmq.translate(exc, "send") from exc
 
     def _try_send(
         self, frame: bytes, topic: str, count: int, unsent: int, flags: int
@@ -148,14 +152,19 @@ class SenderBase(SocketBase):
         except zmq.ZMQError as exc:
             self._core.encoder.rewind(topic, unsent)
             raise _zmq.translate(exc, "send") from exc
-        self._core.sent += count
+        core = self._core
+        before = core.sent
+        core.sent += count
         if self._tap is not None:
             self._tap(frame)
-        self._since_service += count
-        if self._since_service >= _SERVICE_EVERY:
-            self._since_service = 0
-            self._service()
+        if (before ^ core.sent) & ~SERVICE_MASK:  # crossed a multiple of _SERVICE_EVERY
+            self._service_now()
         return True
+
+    def _service_now(self) -> None:
+        if self._inbox:
+            self._run_inbox()
+        self._service()
 
     def _timed_out(self, topic: str, unsent: int) -> SendTimeoutError:
         self._core.encoder.rewind(topic, unsent)

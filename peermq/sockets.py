@@ -6,15 +6,17 @@ Each adds to its ``*Base`` (in _kinds.py) only the calls that wait.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import zmq
 
-from . import _zmq
+from . import _zmq, wire
 from ._base import SocketBase
 from ._kinds import (
+    SERVICE_MASK,
     PublisherBase,
     PullerBase,
     PusherBase,
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["Publisher", "Puller", "Pusher", "Subscriber"]
 
 _S = TypeVar("_S", bound="_Closing")
+_now = time.time
 
 
 class _Closing(SocketBase):
@@ -70,10 +73,23 @@ class _Sending(SenderBase, _Closing):
         EncodeError and sends nothing; with ``OnFull.BLOCK`` a full queue raises
         SendTimeoutError after ``send_timeout``.
         """
-        sent = self._send_one(topic, data, headers, self._flags)
-        if type(sent) is bytes:  # blocked for send_timeout
-            raise self._timed_out(topic, 1)
-        return sent is True
+        # SenderBase._send_one inlined: this is the per-message hot path of the blocking API
+        frame = self._encode_one(
+            topic, data, wire.check_headers(headers) if headers else None, _now()
+        )
+        try:
+            self._send_raw(frame, self._flags)
+        except zmq.ZMQError as exc:
+            if self._not_sent(topic, frame, exc) is False:
+                return False
+            raise self._timed_out(topic, 1) from None  # blocked for send_timeout
+        core = self._core
+        core.sent += 1
+        if self._tap is not None:
+            self._tap(frame)
+        if not core.sent & SERVICE_MASK:
+            self._service_now()
+        return True
 
     def send_many(
         self, messages: Iterable[tuple[str, object]], headers: Mapping[str, str] | None = None

@@ -51,6 +51,7 @@ MARKER = b"\xffS"
 """Subscription that a subscriber makes last: once the publisher sees it, the others are active."""
 
 _HEAD = bytes([0, VERSION])
+_CONTAINERS = frozenset((list, dict))
 
 
 class Limits(NamedTuple):
@@ -135,6 +136,7 @@ class Encoder:
 
     __slots__ = (
         "_batch_static",
+        "_pack",
         "_packer",
         "_prefix",
         "_seq",
@@ -164,6 +166,7 @@ class Encoder:
         self.max_topic = max_topic
         self.max_count = max_count
         self._packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+        self._pack = self._packer.pack
         pk = self._packer.pack
         self._single_static = b"\x97" + pk(SINGLE) + pk(node) + pk(stream)
         self._batch_static = b"\x97" + pk(BATCH) + pk(node) + pk(stream)
@@ -186,10 +189,10 @@ class Encoder:
             prefix = self._new_prefix(topic)
         seq = self._seq[topic] + 1
         try:
-            body = self._packer.pack((seq, now, headers, data))
+            body = self._pack((seq, now, headers, data))
         except Exception as exc:
             raise EncodeError(f"data is not msgpack-serialisable: {exc}") from exc
-        if headers or type(data) is list or type(data) is dict:
+        if headers or type(data) in _CONTAINERS:
             self._check_limits(headers, data, body)
         frame: bytes = prefix + body[1:]
         if len(frame) > self.max_size:
