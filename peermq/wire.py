@@ -52,6 +52,7 @@ MARKER = b"\xffS"
 
 _HEAD = bytes([0, VERSION])
 _CONTAINERS = frozenset((list, dict))
+_MAX_TOPICS = 65_536
 
 
 class Limits(NamedTuple):
@@ -138,9 +139,8 @@ class Encoder:
         "_batch_static",
         "_pack",
         "_packer",
-        "_prefix",
-        "_seq",
         "_single_static",
+        "_topics",
         "limits",
         "max_count",
         "max_size",
@@ -170,36 +170,37 @@ class Encoder:
         pk = self._packer.pack
         self._single_static = b"\x97" + pk(SINGLE) + pk(node) + pk(stream)
         self._batch_static = b"\x97" + pk(BATCH) + pk(node) + pk(stream)
-        self._prefix: dict[str, bytes] = {}
-        self._seq: dict[str, int] = {}
+        self._topics: dict[str, list[Any]] = {}
+        """topic -> [frame prefix, last sequence number]: one lookup per send."""
 
-    def _new_prefix(self, topic: str) -> bytes:
+    def _new_entry(self, topic: str) -> list[Any]:
         raw = check_topic(topic, self.max_topic)
-        prefix: bytes = raw + _HEAD + self._single_static
-        self._prefix[topic] = prefix
-        self._seq[topic] = 0
-        return prefix
+        if len(self._topics) >= _MAX_TOPICS:  # forget the oldest: its numbering restarts at 1
+            del self._topics[next(iter(self._topics))]
+        entry: list[Any] = [raw + _HEAD + self._single_static, 0]
+        self._topics[topic] = entry
+        return entry
 
     def encode(
         self, topic: str, data: object, headers: dict[str, str] | None, now: float
     ) -> bytes:
         """One message as one frame. Takes the next sequence number only if encoding succeeds."""
-        prefix = self._prefix.get(topic)
-        if prefix is None:
-            prefix = self._new_prefix(topic)
-        seq = self._seq[topic] + 1
+        entry = self._topics.get(topic)
+        if entry is None:
+            entry = self._new_entry(topic)
+        seq = entry[1] + 1
         try:
             body = self._pack((seq, now, headers, data))
         except Exception as exc:
             raise EncodeError(f"data is not msgpack-serialisable: {exc}") from exc
         if headers or type(data) in _CONTAINERS:
             self._check_limits(headers, data, body)
-        frame: bytes = prefix + body[1:]
+        frame: bytes = entry[0] + body[1:]
         if len(frame) > self.max_size:
             raise EncodeError(
                 f"message is {len(frame)} bytes, more than max_message_size={self.max_size}"
             )
-        self._seq[topic] = seq
+        entry[1] = seq
         return frame
 
     def encode_batch(
@@ -207,8 +208,7 @@ class Encoder:
         max_bytes: int,
     ) -> list[tuple[bytes, int]]:
         """Many messages of one topic as few ``(frame, count)``; nothing if any item fails."""
-        if topic not in self._prefix:
-            self._new_prefix(topic)
+        entry = self._topics.get(topic) or self._new_entry(topic)
         pk = self._packer.pack
         head = topic.encode() + _HEAD + self._batch_static
         items = items if isinstance(items, list) else list(items)
@@ -222,7 +222,7 @@ class Encoder:
             if type(item) is list or type(item) is dict:
                 self._check_limits(None, item, body)
         frames: list[tuple[bytes, int]] = []
-        seq = self._seq[topic]
+        seq = entry[1]
         hdr = pk(headers)
         overhead = len(head) + 9 + 9 + len(hdr) + 5
         start = 0
@@ -253,7 +253,7 @@ class Encoder:
             ))
             seq += end - start
             start = end
-        self._seq[topic] = seq
+        entry[1] = seq
         return frames
 
     def _check_limits(self, headers: dict[str, str] | None, data: object, packed: bytes) -> None:
@@ -273,10 +273,11 @@ class Encoder:
 
     def rewind(self, topic: str, count: int) -> None:
         """Give back the last ``count`` sequence numbers of ``topic`` (frames not sent)."""
-        self._seq[topic] -= count
+        self._topics[topic][1] -= count
 
     def last_seq(self, topic: str) -> int:
-        return self._seq.get(topic, 0)
+        entry = self._topics.get(topic)
+        return entry[1] if entry else 0
 
 
 def decode_data(frame: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[bytes, list[Any]]:
