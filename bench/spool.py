@@ -210,7 +210,9 @@ def memory(n: int, base: str) -> dict[str, Any]:
 
 
 def rabbitmq(count: int, size: int) -> dict[str, Any] | str:
-    """RabbitMQ durable queue, persistent messages, publisher confirms: or why it was skipped."""
+    """RabbitMQ durable queue, persistent messages, publisher confirms: or why it was skipped.
+
+    Started by bench/_rabbit.py on loopback only, with a fresh data directory, and stopped."""
     server = shutil.which("rabbitmq-server") or (
         "/usr/sbin/rabbitmq-server" if os.path.exists("/usr/sbin/rabbitmq-server") else None)
     if server is None:
@@ -266,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also open a spool of N messages and report its memory")
     ap.add_argument("--no-pin", dest="pin", action="store_false")
     ap.add_argument("--only", choices=["batch", "never", "always"], default=None)
+    ap.add_argument("--no-rabbitmq", action="store_true",
+                    help="skip RabbitMQ even when rabbitmq-server is installed")
     ap.add_argument("--json", default=None, metavar="FILE")
     args = ap.parse_args(argv)
     base = args.dir or tempfile.gettempdir()
@@ -294,12 +298,18 @@ def main(argv: list[str] | None = None) -> int:
               f"disk) opens in {mem['open_s']:.1f} s and adds {mem['objects_added']:,} "
               f"objects, {mem['rss_added_kib']:,} KiB RSS ({mem['index_entries']:,} index "
               f"entries in {mem['segments']} segments, {mem['tracked_in_flight']} tracked)")
-    rabbit = rabbitmq(20_000 if args.quick else 100_000, 1024)
-    if isinstance(rabbit, str):
+    rabbit = None if args.no_rabbitmq else rabbitmq(20_000 if args.quick else 100_000, 1024)
+    if rabbit is None:
+        print("rabbitmq: not asked for (--no-rabbitmq)")
+    elif isinstance(rabbit, str):
         print(f"rabbitmq: {rabbit}")
     else:
-        print(f"rabbitmq: durable queue, persistent, confirms per {rabbit['confirm_batch']}: "
-              f"{rabbit['rate']:,.0f} msg/s published, confirmed and consumed with acks")
+        line = (f"rabbitmq: durable queue, persistent 1 KiB messages, confirms per "
+                f"{rabbit['confirm_batch']}, acks per {rabbit['ack_every']}: "
+                f"{rabbit['rate']:,.0f} msg/s published, confirmed and consumed")
+        if best is not None:
+            line += f"; peermq fsync=batch is {best / rabbit['rate']:.1f}x that"
+        print(line)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "rows": rows, "memory": mem, "rabbitmq": rabbit}, f,
