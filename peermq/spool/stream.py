@@ -318,12 +318,15 @@ class StreamLog:
                                                      if not c.durable]
         for c in everyone:
             d = c.deliveries
+            # delivered but not acknowledged, now deleted: it may never have arrived, so it is
+            # reported lost too (before the never-delivered range, which starts at the cursor)
+            gone = sorted(s for s in d.attempts if s < first)
+            if gone:
+                d.forget(gone)
+                c.gaps.extend(_ranges(gone))
             if d.cursor < first:
                 c.gaps.append((d.cursor, first - 1))
                 d.skip_to(first)
-            gone = [s for s in d.attempts if s < first]
-            if gone:
-                d.forget(gone)
         return freed
 
     def stats(self) -> dict[str, object]:
@@ -358,3 +361,14 @@ class StreamLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _ranges(seqs: list[int]) -> list[tuple[int, int]]:
+    """Sorted seqs as (first, last) runs."""
+    out: list[tuple[int, int]] = []
+    for seq in seqs:
+        if out and out[-1][1] == seq - 1:
+            out[-1] = (out[-1][0], seq)
+        else:
+            out.append((seq, seq))
+    return out

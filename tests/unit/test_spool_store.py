@@ -12,6 +12,8 @@ from peermq.config import SpoolOptions
 from peermq.errors import SpoolError, SpoolFullError, SpoolLockedError
 from peermq.spool import DedupStore, DedupWindow, Spool
 from peermq.spool import _records as rec
+from peermq.spool.link import STREAM, Hello
+from peermq.spool.stream import StreamLog
 
 SMALL = SpoolOptions(segment_bytes=4096, max_bytes=64 * 1024, checkpoint_interval=0.001)
 
@@ -163,3 +165,24 @@ def test_max_age_sends_what_is_old_and_unacked_to_the_dead_letters(tmp_path: Pat
         assert reasons == {"expired"}
         spool.append([b"new"])
         assert spool.stats().pending == 1
+
+
+def test_retention_reports_unacked_deliveries_it_deletes_as_lost(tmp_path: Path) -> None:
+    opts = SpoolOptions(segment_bytes=4096, max_bytes=8192, checkpoint_interval=0.001)
+    hello = Hello("receiver", "n2", "sub", "", 100, "n2/1", False, STREAM, "slow", (">",),
+                  ("seq", 1.0))
+    with StreamLog(tmp_path / "log", opts) as log:
+        log.append([b"t\x00x" * 10 for _ in range(5)])
+        log.sync()
+        c = log.attach(b"rid", hello, 0.0)
+        link = c.deliveries.link_up(b"rid", 100)
+        c.deliveries.sent_new(link, [1, 2, 3], 0.0)  # in flight to a link that then dies
+        log.detach(b"rid", 0.0)
+        for _ in range(300):
+            log.append([b"t\x00" + b"y" * 100])
+        log.sync()
+        log.checkpoint(force=True)
+        first = log.log.first_seq()
+        assert first > 4
+        # every seq below the first kept is accounted for: in flight (1-3) or never sent (4-)
+        assert c.gaps == [(1, 3), (4, first - 1)]
