@@ -154,6 +154,9 @@ class LinkSending(SenderBase):
             raise SpoolError(f"the spool's link thread failed: {self._error}")
         self._model.append(frames)
         self._core.sent += len(frames)
+        if self._tap is not None:  # a tap sees spooled messages when they are stored
+            for frame in frames:
+                self._tap(frame)
         if self._deep and not self._kicked:
             self._kicked = True
             with contextlib.suppress(OSError):  # a full pipe wakes it anyway

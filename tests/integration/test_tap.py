@@ -348,3 +348,21 @@ def test_two_taps_with_different_topics_each_get_exactly_theirs() -> None:
                                         (node.id, pub.stream, "b.x"): list(range(1, 301))}
     sizes = {m.size for m in messages(got_narrow)}
     assert max(sizes) > 40_000 and min(sizes) < 100
+
+
+def test_the_tap_sees_spooled_traffic_and_the_puller_still_gets_everything(
+    tmp_path: Path,
+) -> None:
+    with peermq.Node(name="spooler") as node, \
+            peermq.Pusher(node=node, bind="tcp://127.0.0.1:*", spool=tmp_path / "out") as push, \
+            peermq.Puller(connect=push.endpoints[0], ack=peermq.AckMode.AUTO) as pull:
+        assert node.mirror is not None
+        with Tap(connect=node.mirror.endpoints) as tap:
+            gather(tap, joined(1))
+            until(lambda: push._tap is not None)
+            for i in range(50):
+                push.send("jobs.spooled", i)
+            events = gather(tap, lambda ev: len(messages(ev)) >= 50)
+            got = sorted(pull.recv(timeout=10.0).data for _ in range(50))  # type: ignore[type-var]
+    assert seqs_by_sender(events) == {(node.id, push.stream, "jobs.spooled"): list(range(1, 51))}
+    assert got == list(range(50))
