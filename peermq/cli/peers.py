@@ -10,6 +10,7 @@ import dataclasses
 import os
 import queue
 import secrets
+import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -134,8 +135,8 @@ def peers(
     """The services on the network: each socket announced with DNS-SD, and static peers.
 
     Give a SERVICE to see only its sockets. An announced service answers at once, so a
-    listing takes --timeout seconds. A crashed peer may stay listed until its records
-    expire: mDNS keeps them for minutes; connected sockets notice in seconds.
+    listing takes --timeout seconds. Only peers that still accept a connection are listed
+    (mDNS keeps a crashed peer's records for minutes); --watch probes every 2 seconds.
 
     \b
       peermq peers
@@ -192,6 +193,32 @@ def _apply(event: tuple[str, PeerInfo | str, str],
     return ("left", gone, reason) if gone is not None else None
 
 
+_PROBE_TIMEOUT = 0.5
+_PROBE_EVERY = 2.0
+
+
+def _reachable(endpoint: str) -> bool:
+    """Does something accept TCP connections at ``endpoint``? (A liveness probe: mDNS keeps
+    a crashed peer's records for minutes, so a listing of live peers must ask the peer.)"""
+    if not endpoint.startswith("tcp://"):
+        return True  # ipc and static peers of other kinds: nothing cheap to ask
+    host, _, port = endpoint[len("tcp://"):].rpartition(":")
+    host = host.strip("[]")  # an IPv6 scope (%eth0) stays: getaddrinfo understands it
+    try:
+        with socket.create_connection((host, int(port)), timeout=_PROBE_TIMEOUT):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _prune(seen: dict[str, PeerInfo]) -> list[PeerInfo]:
+    """Drop the peers that no longer answer; returns them."""
+    dead = [p for p in seen.values() if not _reachable(p.endpoint)]
+    for p in dead:
+        seen.pop(p.instance, None)
+    return dead
+
+
 def _collect(events: queue.Queue[tuple[str, PeerInfo | str, str]], seen: dict[str, PeerInfo],
              seconds: float) -> None:
     end = time.monotonic() + seconds
@@ -199,7 +226,8 @@ def _collect(events: queue.Queue[tuple[str, PeerInfo | str, str]], seen: dict[st
         try:
             _apply(events.get(timeout=left), seen)
         except queue.Empty:
-            return
+            break
+    _prune(seen)
 
 
 def _list(ui: Ui, seen: dict[str, PeerInfo], as_json: bool) -> None:
@@ -221,22 +249,32 @@ def _watch(ui: Ui, events: queue.Queue[tuple[str, PeerInfo | str, str]],
     if not as_json and ui.out.is_terminal:
         live = Live(_table(seen), console=ui.out, auto_refresh=False)
         live.start()
+    probe_at = time.monotonic() + _PROBE_EVERY
     try:
         while end is None or time.monotonic() < end:
             wait = 0.5 if end is None else max(0.0, min(0.5, end - time.monotonic()))
+            changes: list[tuple[str, PeerInfo, str]] = []
             try:
                 change = _apply(events.get(timeout=wait), seen)
+                if change is not None:
+                    changes.append(change)
             except queue.Empty:
-                continue
-            if change is None:
-                continue
-            kind, peer, reason = change
-            if as_json:
-                ui.json({**_json(kind, peer), "reason": reason} if reason else _json(kind, peer))
-            elif live is not None:
-                live.update(_table(seen), refresh=True)
-            else:
-                ui.line(_line(kind, peer, reason))
+                pass
+            if time.monotonic() >= probe_at:
+                probe_at = time.monotonic() + _PROBE_EVERY
+                changes += [("left", p, "unreachable") for p in _prune(seen)]
+            for kind, peer, reason in changes:
+                _show(ui, live, seen, kind, peer, reason, as_json)
     finally:
         if live is not None:
             live.stop()
+
+
+def _show(ui: Ui, live: Live | None, seen: dict[str, PeerInfo], kind: str, peer: PeerInfo,
+          reason: str, as_json: bool) -> None:
+    if as_json:
+        ui.json({**_json(kind, peer), "reason": reason} if reason else _json(kind, peer))
+    elif live is not None:
+        live.update(_table(seen), refresh=True)
+    else:
+        ui.line(_line(kind, peer, reason))

@@ -261,3 +261,18 @@ def test_peermq_peers_json_lists_the_services_of_other_hosts(lab: Lab) -> None:
     pub.quit()
     left = watch.expect(lambda d: d.get("type") == "left", T, "left")
     assert left["instance"] == "api pub orders #1" and left["reason"] == "goodbye"
+
+
+def test_peermq_peers_shows_only_live_peers_after_a_crash(lab: Lab) -> None:
+    h1, h2 = lab.add_host("h1"), lab.add_host("h2")
+    pub = h1.peer("pub", "orders", "--name", "doomed")
+    pub.event("started", T)
+    pub.event("announced", T)
+    watch = h2.spawn([sys.executable, "-m", "peermq", "peers", "--watch", "--json", "orders"])
+    joined = watch.expect(lambda d: d.get("type") == "joined", T, "joined")
+    assert joined["instance"] == "doomed pub orders #1"
+    pub.kill()  # SIGKILL: no goodbye; mDNS would keep its records for minutes
+    left = watch.expect(lambda d: d.get("type") == "left", T, "left")
+    assert left["instance"] == "doomed pub orders #1" and left["reason"] == "unreachable"
+    out = h2.sh(sys.executable, "-m", "peermq", "peers", "--json", "--timeout", "2")
+    assert [json.loads(line)["instance"] for line in out.splitlines()] == []
