@@ -22,6 +22,7 @@ from rich.text import Text
 
 from ..config import DiscoveryOptions
 from ..discovery import PeerInfo, options_from_env
+from ..discovery.peers import PeerSource
 from ..discovery.txt import check_service
 from ..errors import ConfigError, DiscoveryError, PeermqError
 from . import _format
@@ -212,8 +213,12 @@ def _reachable(endpoint: str) -> bool:
 
 
 def _prune(seen: dict[str, PeerInfo]) -> list[PeerInfo]:
-    """Drop the peers that no longer answer; returns them."""
-    dead = [p for p in seen.values() if not _reachable(p.endpoint)]
+    """Drop the announced peers that no longer answer; returns them.
+
+    Static peers are listed as configured and never probed: they are the user's addresses,
+    and the listing should not send anything to them."""
+    dead = [p for p in seen.values()
+            if p.source is not PeerSource.STATIC and not _reachable(p.endpoint)]
     for p in dead:
         seen.pop(p.instance, None)
     return dead
