@@ -6,8 +6,10 @@ set -eu
 
 # Debian packages the network tests use, when we may install them (root with apt-get).
 need=""
-# avahi-daemon, avahi-utils and dbus: a standard DNS-SD client sees our services (tests/network)
-for cmd in ip:iproute2 avahi-daemon:avahi-daemon avahi-browse:avahi-utils dbus-daemon:dbus; do
+# avahi-daemon, avahi-utils and dbus: a standard DNS-SD client sees our services (tests/network);
+# strace: a failing fsync for the spool's fault tests; tmux: Ctrl-C at a terminal for the tap's
+for cmd in ip:iproute2 avahi-daemon:avahi-daemon avahi-browse:avahi-utils dbus-daemon:dbus \
+           strace:strace tmux:tmux; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || need="$need ${cmd#*:}"
 done
 if [ -n "$need" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
