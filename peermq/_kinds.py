@@ -49,6 +49,15 @@ def _no_spool(cls: type, *given: object) -> None:
                           "peermq.Pusher, Puller, Publisher and Subscriber")
 
 
+def wants_spool(cls: type, exact: type[SocketBase], kwargs: dict[str, object]) -> bool:
+    """Should ``exact(**kwargs)`` be its spooled subclass? One rule for both shells.
+
+    ``exact._spool_keys`` names the arguments that ask for a spool (spool=, durable=, ...).
+    """
+    keys: tuple[str, ...] = getattr(exact, "_spool_keys", ())
+    return cls is exact and any(kwargs.get(key) is not None for key in keys)
+
+
 def check_count(max_count: int) -> None:
     if isinstance(max_count, bool) or not isinstance(max_count, int) or max_count < 1:
         raise ConfigError(f"max_count must be an integer >= 1, got {max_count!r}")
@@ -203,6 +212,9 @@ class SenderBase(SocketBase):
 class PublisherBase(SenderBase):
     """Fan-out: every subscriber whose topics match gets a copy."""
 
+    _spool_keys: tuple[str, ...] = ("spool",)
+    """Arguments that make the constructor return the spooled kind."""
+
     _kind = Kind.PUBLISHER
 
     def __init__(
@@ -243,6 +255,9 @@ class PublisherBase(SenderBase):
 
 class PusherBase(SenderBase):
     """Pipeline: each message goes to one puller, round-robin; waits when all are full."""
+
+    _spool_keys: tuple[str, ...] = ("spool",)
+    """Arguments that make the constructor return the spooled kind."""
 
     _kind = Kind.PUSHER
     _default_on_full = OnFull.BLOCK
@@ -363,6 +378,9 @@ class ReceiverBase(SocketBase):
 class SubscriberBase(ReceiverBase):
     """Receives the messages of the topics it asked for, from every publisher it connects to."""
 
+    _spool_keys: tuple[str, ...] = ("durable", "history", "spool", "ack")
+    """Arguments that make the constructor return the spooled kind."""
+
     _kind = Kind.SUBSCRIBER
 
     def __init__(
@@ -448,6 +466,9 @@ class SubscriberBase(ReceiverBase):
 
 class PullerBase(ReceiverBase):
     """Takes its share of the messages of the pushers it is connected to."""
+
+    _spool_keys: tuple[str, ...] = ("spool", "ack")
+    """Arguments that make the constructor return the spooled kind."""
 
     _kind = Kind.PULLER
 

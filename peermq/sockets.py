@@ -25,6 +25,7 @@ from ._kinds import (
     SubscriberBase,
     check_count,
     deadline,
+    wants_spool,
 )
 from .errors import ClosedError
 from .message import Message
@@ -115,7 +116,7 @@ class Publisher(PublisherBase, _Sending):
     @overload
     def __new__(cls, *, spool: str | os.PathLike[str], **kwargs: Any) -> SpooledPublisher: ...
     def __new__(cls, *args: Any, **kwargs: Any) -> Publisher:
-        if cls is Publisher and kwargs.get("spool") is not None:
+        if wants_spool(cls, Publisher, kwargs):
             from ._spooled_sync import SpooledPublisher  # noqa: PLC0415 (it subclasses Publisher)
 
             return super().__new__(SpooledPublisher)
@@ -141,7 +142,7 @@ class Pusher(PusherBase, _Sending):
     @overload
     def __new__(cls, *, spool: str | os.PathLike[str] | Spool, **kwargs: Any) -> SpooledPusher: ...
     def __new__(cls, *args: Any, **kwargs: Any) -> Pusher:
-        if cls is Pusher and kwargs.get("spool") is not None:
+        if wants_spool(cls, Pusher, kwargs):
             from ._spooled_sync import SpooledPusher  # noqa: PLC0415 (it subclasses Pusher)
 
             return super().__new__(SpooledPusher)
@@ -247,8 +248,7 @@ class Subscriber(SubscriberBase, _Receiving):
     @overload
     def __new__(cls, *, ack: AckMode, **kwargs: Any) -> SpooledSubscriber: ...
     def __new__(cls, *args: Any, **kwargs: Any) -> Subscriber:
-        if cls is Subscriber and any(kwargs.get(k) is not None
-                                     for k in ("durable", "history", "spool", "ack")):
+        if wants_spool(cls, Subscriber, kwargs):
             from ._spooled_sync import SpooledSubscriber  # noqa: PLC0415 (it subclasses Subscriber)
 
             return super().__new__(SpooledSubscriber)
@@ -276,7 +276,7 @@ class Puller(PullerBase, _Receiving):
     @overload
     def __new__(cls, *, ack: AckMode, **kwargs: Any) -> SpooledPuller: ...
     def __new__(cls, *args: Any, **kwargs: Any) -> Puller:
-        if cls is Puller and (kwargs.get("spool") is not None or kwargs.get("ack") is not None):
+        if wants_spool(cls, Puller, kwargs):
             from ._spooled_sync import SpooledPuller  # noqa: PLC0415 (it subclasses Puller)
 
             return super().__new__(SpooledPuller)
