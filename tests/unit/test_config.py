@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import zmq
 
 import peermq
 from peermq import ConfigError, OnFull, SocketOptions
@@ -111,3 +112,12 @@ def test_ipc_path_in_a_missing_directory_is_not_retriable(tmp_path: object) -> N
         with pytest.raises(peermq.PeerError) as info:
             pull.bind(f"ipc://{tmp_path}/missing/dir/x.sock")
         assert info.value.retriable is False
+
+
+def test_heartbeats_off_and_receivers_close_at_once_by_default() -> None:
+    assert SocketOptions().heartbeat_interval == 0.0  # docs/design.md: heartbeats lose messages
+    with peermq.Publisher() as pub, peermq.Subscriber() as sub, peermq.Puller() as pull:
+        assert pub._live().getsockopt(zmq.LINGER) == 1000  # senders: options.linger
+        assert sub._live().getsockopt(zmq.LINGER) == 0  # receivers: nothing worth waiting for
+        assert pull._live().getsockopt(zmq.LINGER) == 0
+        assert sub._live().getsockopt(zmq.HEARTBEAT_IVL) == 0
