@@ -113,7 +113,31 @@ def _read_key(value: str) -> bytes:
                                  param_hint="KEY") from None
 
 
-@keys.command()
+class _KeyArgs(click.Command):
+    """A command whose arguments may be keys: one Z85 key in 85 begins with '-'.
+
+    Such a word is a whole key, never options, so it is moved behind '--' where click
+    takes it as an argument (in the order given) instead of failing on an unknown option.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        keys = [a for a in args[:end] if a.startswith("-") and _is_key(a)]
+        if keys:
+            rest = [a for a in args[:end] if a not in keys]
+            args = [*rest, "--", *keys, *args[end + 1:]]
+        return super().parse_args(ctx, args)
+
+
+def _is_key(word: str) -> bool:
+    try:
+        parse_key(word)
+    except SecurityError:
+        return False
+    return True
+
+
+@keys.command(cls=_KeyArgs)
 @_dir_option
 @click.argument("names")
 @click.argument("key")
@@ -136,7 +160,7 @@ def trust(ui: Ui, keys_dir: Path | None, names: str, key: str, replace: bool) ->
     ui.status(f"trusted {','.join(entry.names)}: {entry.fingerprint}")
 
 
-@keys.command()
+@keys.command(cls=_KeyArgs)
 @_dir_option
 @click.argument("what")
 @click.pass_obj

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 from rich.console import Console
+from zmq.utils import z85
 
 from peermq.cli import cli
 from peermq.security import TrustStore, generate, load_keys
@@ -88,3 +89,18 @@ def test_the_cli_refuses_an_open_secret_key(tmp_path: Path) -> None:
     (tmp_path / "node.key").chmod(0o640)
     result, _ = run("show", "-d", str(tmp_path))
     assert result.exit_code == 1 and "chmod 600" in result.stderr
+
+
+def test_a_key_that_begins_with_a_dash_is_a_key(tmp_path: Path) -> None:
+    # One Z85 key in 85 begins with '-'; click must not take it for an option.
+    first = (63 * 85**4).to_bytes(4, "big")  # '-' is Z85 digit 63
+    key = z85.encode(first + bytes(range(28))).decode()
+    assert key.startswith("-")
+    d = str(tmp_path)
+    r, _ = run("trust", "-d", d, "eve", key)
+    assert r.exit_code == 0, r.stderr
+    assert TrustStore(tmp_path / "trusted").is_trusted(key.encode())
+    assert run("revoke", "-d", d, key)[0].exit_code == 0
+    assert not TrustStore(tmp_path / "trusted").is_trusted(key.encode())
+    unknown, _ = run("trust", "-d", d, "--no-such-flag", "x")
+    assert unknown.exit_code == 2
