@@ -113,6 +113,15 @@ def check_discovery_static(out: str) -> None:
                      r"\(static peer\)", out)
 
 
+def check_secure_pubsub(out: str) -> None:
+    assert out.splitlines() == [
+        "bob (trusted): 3 messages [0, 1, 2]",
+        "mallory (untrusted): 0 messages",
+        "alice refused mallory: True, mallory's failed handshakes: True",
+        "alice's subscribers: 1",
+    ]
+
+
 SINGLE: dict[str, Callable[[str], None]] = {
     "discovery_pubsub.py": check_discovery_pubsub,  # mDNS pinned to loopback
     "discovery_static.py": check_discovery_static,  # no multicast at all
@@ -122,6 +131,7 @@ SINGLE: dict[str, Callable[[str], None]] = {
     "batching.py": check_batching,
     "asyncio_pubsub.py": check_asyncio_pubsub,
     "gaps.py": check_gaps,
+    "secure_pubsub.py": check_secure_pubsub,
 }
 PAIRED = {"hello_send.py", "hello_receive.py"}  # two processes, run together below
 
