@@ -34,13 +34,16 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgpack
 import zmq
 
 from .config import MirrorOptions
 from .errors import WireError
+
+if TYPE_CHECKING:
+    from .security.service import NodeSecurity
 
 __all__ = [
     "BUNDLE",
@@ -208,8 +211,11 @@ class Mirror:
         options: MirrorOptions,
         alive: Callable[[], object] = lambda: True,
         discovery: Callable[[], Any] = lambda: None,
+        security: NodeSecurity | None = None,
     ) -> None:
         self.node, self.name, self.options = node, name, options
+        self.fingerprint = security.fingerprint if security is not None else ""
+        """The node's key fingerprint when its mirror is a CURVE server, else ""."""
         self._alive = alive
         self._discovery = discovery
         """The node's Discovery once made, else None: the mirror announces itself there."""
@@ -233,6 +239,9 @@ class Mirror:
             xpub.setsockopt(zmq.SNDHWM, options.send_hwm)
             xpub.setsockopt(zmq.LINGER, round(options.linger * 1000))
             for ep in options.bind:
+                if security is not None:
+                    # a CURVE server: only taps whose keys the node trusts get in (ZAP)
+                    security.prepare_bind(xpub, ep)
                 xpub.bind(ep)
                 self.endpoints.append(xpub.getsockopt_string(zmq.LAST_ENDPOINT))
         except zmq.ZMQError:
@@ -244,7 +253,8 @@ class Mirror:
         self._thread = threading.Thread(target=self._run, name=f"peermq-mirror-{node}",
                                         daemon=True)
         self._thread.start()
-        _log.info("mirror.bound node=%s endpoints=%s", node, ",".join(self.endpoints))
+        _log.info("mirror.bound node=%s endpoints=%s%s", node, ",".join(self.endpoints),
+                  " curve=on" if security is not None else "")
 
     # -- any thread
     @property
@@ -380,7 +390,8 @@ class Mirror:
             return
         self._registration = discovery.announce(
             Announcement(service=MIRROR_SERVICE, kind=PeerKind.PUBLISHER, node_id=self.node,
-                         node_name=self.name, stream=0, topics=(">",)),
+                         node_name=self.name, stream=0, topics=(">",),
+                         fingerprint=self.fingerprint),
             bound,
         )
         _log.debug("mirror.announced node=%s interfaces=%s", self.node, ",".join(bound))

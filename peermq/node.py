@@ -77,11 +77,6 @@ class Node:
             raise ConfigError(f"security must be a SecurityOptions or None, got {security!r}")
         self._security_options = security
         self._security: NodeSecurity | None = None
-        if security is not None and mirror is not None:
-            # the mirror's socket is not made through SocketBase, so it cannot be secured yet:
-            # an unauthenticated copy of everything sent is not offered (docs/security.md)
-            _log.info("mirror.off reason=security node=%s", self.id)
-            self._mirror_options = None
         if discovery is not None and not isinstance(discovery, DiscoveryOptions):
             raise ConfigError(f"discovery must be a DiscoveryOptions or None, got {discovery!r}")
         self.discovery_options: DiscoveryOptions = discovery or DiscoveryOptions()
@@ -123,20 +118,23 @@ class Node:
         with self._lock:
             if self._ctx is None:
                 raise ClosedError(f"node {self.name} is closed")
+            # security first: a secure mirror binds only once the node's authenticator runs
+            security = self._start_security()
             self._sockets.add(sock)
             stream = next(self._streams)
             if hasattr(sock, "_tap"):  # a sending socket: a tap may watch it
-                self._adopt(sock, stream)
+                self._adopt(sock, stream, security)
             return stream
 
-    def _adopt(self, sock: _Closable, stream: int) -> None:
+    def _adopt(self, sock: _Closable, stream: int, security: NodeSecurity | None) -> None:
         """Start the tap mirror on the first sending socket, and hand it each one."""
         if self._mirror is None and self._mirror_options is not None:
             try:
                 self._mirror = Mirror(self.context, node=self.id, name=self.name,
                                       options=self._mirror_options,
                                       alive=_alive(weakref.ref(self)),
-                                      discovery=_discovery_of(weakref.ref(self)))
+                                      discovery=_discovery_of(weakref.ref(self)),
+                                      security=security)
             except zmq.ZMQError as exc:
                 _log.warning("mirror.failed node=%s error=%s (this node cannot be tapped)",
                              self.id, exc)
@@ -157,13 +155,17 @@ class Node:
         if self._security_options is None:
             return None
         with self._lock:
-            if self._security is None:
-                if self._ctx is None:
-                    raise ClosedError(f"node {self.name} is closed")
-                from .security.service import NodeSecurity  # noqa: PLC0415 (made on first use)
+            return self._start_security()
 
-                self._security = NodeSecurity(self._ctx, self._security_options)
-            return self._security
+    def _start_security(self) -> NodeSecurity | None:
+        """``security``, with the node's lock held by the caller."""
+        if self._security is None and self._security_options is not None:
+            if self._ctx is None:
+                raise ClosedError(f"node {self.name} is closed")
+            from .security.service import NodeSecurity  # noqa: PLC0415 (made on first use)
+
+            self._security = NodeSecurity(self._ctx, self._security_options)
+        return self._security
 
     @property
     def discovery(self) -> Discovery:

@@ -13,6 +13,8 @@
     {"type":"node","event":"left","time":..,"node":"<id>","name":"api-1","reason":"closed"}
     {"type":"node","event":"found","time":..,"node":"<id>","name":"api-1",
      "endpoint":"tcp://...","source":"mdns"}        (a mirror found by discovery)
+    {"type":"node","event":"refused","time":..,"node":"","name":"","endpoint":"tcp://...",
+     "reason":"the handshake failed: ..."}          (security: this tap gets nothing there)
     {"type":"topic_stats",..}  {"type":"node_stats",..}   (with --stats)
 """
 
@@ -24,10 +26,20 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..tap import NodeFound, NodeJoined, NodeLeft, NodeRow, TapGap, TapMessage, TopicRow
+from ..tap import (
+    NodeFound,
+    NodeJoined,
+    NodeLeft,
+    NodeRefused,
+    NodeRow,
+    TapGap,
+    TapMessage,
+    TopicRow,
+)
 from . import _format
 
 __all__ = [
+    "NodeEvent",
     "gap_json",
     "gap_line",
     "message_json",
@@ -91,7 +103,10 @@ def gap_line(gap: TapGap) -> Text:
     return text
 
 
-def node_line(event: NodeFound | NodeJoined | NodeLeft) -> Text:
+NodeEvent = NodeFound | NodeJoined | NodeLeft | NodeRefused
+
+
+def node_line(event: NodeEvent) -> Text:
     text = Text()
     text.append(_format.time_text(event.received), style="dim")
     text.append("  ")
@@ -99,6 +114,10 @@ def node_line(event: NodeFound | NodeJoined | NodeLeft) -> Text:
         text.append("~~ node found", style="bold blue")
         text.append(f"  {_who(event.name, event.node) or event.endpoint}", style="magenta")
         text.append(f"  (mirror {event.endpoint}, by {event.source})", style="dim")
+    elif isinstance(event, NodeRefused):
+        text.append("!! refused", style="bold red")
+        text.append(f"  {_who(event.name, event.node) or event.endpoint}", style="magenta")
+        text.append(f"  (mirror {event.endpoint}): {event.reason}", style="dim")
     elif isinstance(event, NodeJoined):
         text.append("++ node joined", style="bold green")
         text.append(f"  {_who(event.name, event.node)}", style="magenta")
@@ -150,24 +169,17 @@ def gap_json(gap: TapGap) -> dict[str, object]:
     }
 
 
-def node_json(event: NodeFound | NodeJoined | NodeLeft) -> dict[str, object]:
+def node_json(event: NodeEvent) -> dict[str, object]:
+    head: dict[str, object] = {"type": "node", "event": "", "time": event.received,
+                               "node": event.node, "name": event.name}
+    if isinstance(event, NodeRefused):
+        return {**head, "event": "refused", "endpoint": event.endpoint, "reason": event.reason}
     if isinstance(event, NodeFound):
-        return {
-            "type": "node",
-            "event": "found",
-            "time": event.received,
-            "node": event.node,
-            "name": event.name,
-            "endpoint": event.endpoint,
-            "source": event.source,
-        }
+        return {**head, "event": "found", "endpoint": event.endpoint, "source": event.source}
     if isinstance(event, NodeJoined):
         return {
-            "type": "node",
+            **head,
             "event": "joined",
-            "time": event.received,
-            "node": event.node,
-            "name": event.name,
             "host": event.host,
             "pid": event.pid,
             "sockets": [
@@ -176,14 +188,7 @@ def node_json(event: NodeFound | NodeJoined | NodeLeft) -> dict[str, object]:
                 for s in event.sockets
             ],
         }
-    return {
-        "type": "node",
-        "event": "left",
-        "time": event.received,
-        "node": event.node,
-        "name": event.name,
-        "reason": event.reason.value,
-    }
+    return {**head, "event": "left", "reason": event.reason.value}
 
 
 def topic_stats_json(row: TopicRow, now: float) -> dict[str, object]:

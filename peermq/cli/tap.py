@@ -22,6 +22,7 @@ from ..tap import (
     NodeFound,
     NodeJoined,
     NodeLeft,
+    NodeRefused,
     Recorder,
     Tap,
     TapFilter,
@@ -125,7 +126,9 @@ class _Show:
                 self.ui.line(_tap_view.gap_line(event))
             else:
                 self.ui.status(_tap_view.gap_line(event))
-        elif isinstance(event, (NodeFound, NodeJoined, NodeLeft)) and self.events:
+        elif isinstance(event, NodeRefused) or (
+            isinstance(event, (NodeFound, NodeJoined, NodeLeft)) and self.events
+        ):  # a refusal is shown even with --no-events: it is why nothing comes
             if self.mode == "json":
                 self.sink.text(_format.dumps(_tap_view.node_json(event)))
             elif self.mode in ("pretty", "hex"):
@@ -251,13 +254,8 @@ def tap(
       peermq tap -c 7000 --json --count 100 > sample.jsonl
       peermq tap -c 7000 --record traffic.mcap --timeout 60
     """
-    modes = [m for m, on in (("json", as_json), ("raw", raw), ("hex", as_hex),
-                             ("template", template is not None)) if on]
-    if len(modes) > 1:
-        raise click.UsageError(f"--{modes[0]} and --{modes[1]} contradict each other; give one")
-    mode = modes[0] if modes else "pretty"
-    if nul and mode in ("pretty", "hex"):
-        raise click.UsageError("-0 separates records of --json, --raw or --template output")
+    mode = _output_mode(as_json, raw, as_hex, template, nul)
+    security = _params.security()  # PEERMQ_SECURITY etc.: a bad value is a usage error
     finding: DiscoveryOptions | None = None
     if discover or not connect:
         finding = options_from_env(os.environ)
@@ -278,7 +276,7 @@ def tap(
     tally = _Tally()
     limits = _Limits(count, timeout, idle)
     try:
-        with Node(name=name, mirror=None, discovery=finding) as node, \
+        with Node(name=name, mirror=None, discovery=finding, security=security) as node, \
                 Tap(node=node, connect=connect, topics=patterns) as watcher:
             if finding is not None:
                 watcher.discover(node.discovery)
@@ -309,6 +307,18 @@ def tap(
     if count is not None and tally.shown < count:
         raise click.ClickException(f"showed {tally.shown} of {count} messages before the "
                                    f"{tally.ended}")
+
+
+def _output_mode(as_json: bool, raw: bool, as_hex: bool, template: str | None, nul: bool
+                 ) -> str:
+    modes = [m for m, on in (("json", as_json), ("raw", raw), ("hex", as_hex),
+                             ("template", template is not None)) if on]
+    if len(modes) > 1:
+        raise click.UsageError(f"--{modes[0]} and --{modes[1]} contradict each other; give one")
+    mode = modes[0] if modes else "pretty"
+    if nul and mode in ("pretty", "hex"):
+        raise click.UsageError("-0 separates records of --json, --raw or --template output")
+    return mode
 
 
 def _due(limits: _Limits, tally: _Tally, start: float, last: float) -> float | None:
@@ -407,18 +417,8 @@ def _stats_loop(
                 raise ReaderGoneError
             wait = min(_SLICE, max(0.0, next_draw - time.monotonic()))
             for event in watcher.poll(wait if left is None else min(left, wait)):
-                if isinstance(event, TapMessage):
-                    tally.seen += 1
-                    if not flt.message_ok(event):
-                        continue
-                    tally.shown += 1
+                if _tabulate(ui, table, flt, recorder, tally, event):
                     last = time.monotonic()
-                    if recorder is not None:
-                        recorder.write(event)
-                elif not flt(event):
-                    continue
-                _count(tally, event)
-                table.add(event)
             if time.monotonic() >= next_draw:
                 next_draw = time.monotonic() + interval
                 draw()
@@ -428,6 +428,26 @@ def _stats_loop(
     finally:
         if live is not None:
             live.stop()
+
+
+def _tabulate(ui: Ui, table: TapStats, flt: TapFilter, recorder: Recorder | None,
+              tally: _Tally, event: Event) -> bool:
+    """Count ``event`` for --stats; True if it is a message shown."""
+    if isinstance(event, NodeRefused):  # not a row of the table, but why one may be missing
+        ui.status(_tap_view.node_line(event))
+        return False
+    message = isinstance(event, TapMessage)
+    if message:
+        tally.seen += 1
+    if not flt(event):
+        return False
+    if isinstance(event, TapMessage):
+        tally.shown += 1
+        if recorder is not None:
+            recorder.write(event)
+    _count(tally, event)
+    table.add(event)
+    return message
 
 
 def _summary(ui: Ui, tally: _Tally) -> None:

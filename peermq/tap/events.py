@@ -14,6 +14,7 @@ __all__ = [
     "NodeFound",
     "NodeJoined",
     "NodeLeft",
+    "NodeRefused",
     "NodeStatus",
     "SocketStatus",
     "TapGap",
@@ -89,6 +90,23 @@ class NodeFound:
     """``mdns`` or ``static``."""
 
 
+@dataclass(frozen=True, slots=True)
+class NodeRefused:
+    """A node's mirror and this tap could not agree on security: the tap gets nothing there.
+
+    Reported once per endpoint, then at most once a minute (``SecurityOptions.report_interval``)
+    while it lasts; a secure tap tries again, backing off, and reads its trust store anew.
+    """
+
+    received: float
+    endpoint: str
+    reason: str
+    """One sentence: why, and what to do."""
+    node: str = ""
+    """The node's id and name when discovery found it ("" for a ``connect`` endpoint)."""
+    name: str = ""
+
+
 class LeaveReason(enum.Enum):
     CLOSED = "closed"
     """The node closed its mirror and said goodbye."""
@@ -126,4 +144,4 @@ class NodeStatus:
         return sum(s.mirror_lost for s in self.sockets)
 
 
-Event = TapMessage | TapGap | NodeFound | NodeJoined | NodeLeft | NodeStatus
+Event = TapMessage | TapGap | NodeFound | NodeJoined | NodeLeft | NodeRefused | NodeStatus

@@ -1,22 +1,31 @@
-"""The tap's I/O shell: one socket connected to the mirrors of the nodes it watches."""
+"""The tap's I/O shell: one socket connected to the mirrors of the nodes it watches.
+
+A secure node's mirror is a CURVE server: a tap made on a secure node connects as a CURVE
+client, with the key pinned for each endpoint, as any socket does. A failed handshake (its key
+not trusted there, or no security on one side) becomes a ``NodeRefused`` event, so that a tap
+that gets nothing says why.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from .. import _mirror, _zmq
 from .._base import Endpoints, SocketBase
 from .._zmq import Kind
 from ..config import SocketOptions
-from ..errors import ClosedError, ConfigError
+from ..errors import ClosedError, ConfigError, PeermqError
 from ..node import Node
+from ..security.guard import FAILED
 from ..topics import TopicFilter
 from .core import KnownNode, TapCore
-from .events import Event, NodeFound
+from .events import Event, NodeFound, NodeRefused
 
 if TYPE_CHECKING:
     from ..discovery.peers import PeerInfo
@@ -28,6 +37,13 @@ _SLICE = 0.25
 """Longest single wait: bounds how late a silent node is noticed and how late stop() acts."""
 _BURST = 4096
 """Frames taken in one go before events are handed out."""
+_REPORT_INTERVAL = 60.0
+"""Seconds between two reports of one endpoint's refusal (a secure tap: its security's)."""
+_NOT_TRUSTED = ("the handshake failed: this tap's key is not trusted there (on that node: "
+                "peermq keys trust NAME KEY, KEY being this tap's 'peermq keys show --public'), "
+                "or the node there does not hold the key pinned for it here")
+_NO_SECURITY = ("the handshake failed: the node there has security on (CURVE) and this tap "
+                "has none; run the tap with PEERMQ_SECURITY=curve and a key that node trusts")
 
 
 def _tap_options() -> SocketOptions:
@@ -69,10 +85,17 @@ class Tap(SocketBase):
         self._watches: list[tuple[Discovery, Watch]] = []
         self._found: dict[str, PeerInfo] = {}
         """Mirrors discovery found, by DNS-SD instance."""
+        self._refused_at: dict[str, float] = {}
+        """Endpoints refused, and when that was last reported (monotonic seconds)."""
+        self._handshakes: zmq.Socket[bytes] | None = None
+        """Without security: this tap's own watch over failed handshakes."""
         super().__init__(node=node, options=opts, bind=None, connect=connect)
 
     def _setup(self) -> None:
         sock = self._live()
+        if self._security is None:
+            # a secure tap's handshakes are watched by its node's security (see _pause_endpoint)
+            self._handshakes = sock.get_monitor_socket(FAILED)
         for prefix in self._filter.prefixes:
             sock.send(b"\x01" + prefix)
         sock.send(b"\x01" + _mirror.BUNDLE)
@@ -124,9 +147,56 @@ class Tap(SocketBase):
         if old is not None:
             self.disconnect(old.endpoint)
         self._found[info.instance] = info
-        self.connect(info.endpoint)
         self._pending.append(NodeFound(self._clock(), info.node_id, info.node_name,
                                        info.endpoint, info.source.value))
+        try:
+            self._expect_key(info)
+            self.connect(info.endpoint)
+        except PeermqError as exc:  # no trusted key for it: nothing to connect with
+            self._refused(info.endpoint, str(exc))
+
+    def _expect_key(self, info: PeerInfo) -> None:
+        """With security on: the key pinned for this mirror's node (its TXT ``fp=`` only
+        selects a key already trusted, never brings one in)."""
+        security = self._security
+        if security is None:
+            return
+        names = [n for n in (info.instance, info.node_name, info.node_id) if n]
+        key = security.key_for_peer(names, info.fingerprint or None)
+        if key is not None:
+            security.expect(info.endpoint, key)
+
+    def _pause_endpoint(self, endpoint: str) -> None:
+        """The security thread saw a handshake with ``endpoint`` fail: say so, then back off."""
+        super()._pause_endpoint(endpoint)
+        self._refused(endpoint, _NOT_TRUSTED)
+
+    def _refused(self, endpoint: str, reason: str) -> None:
+        """A ``NodeRefused`` for ``endpoint``, unless one was reported lately."""
+        now = time.monotonic()
+        last = self._refused_at.get(endpoint)
+        interval = (self._security.options.report_interval if self._security is not None
+                    else _REPORT_INTERVAL)
+        if last is not None and now - last < interval:
+            return
+        if len(self._refused_at) > 1024:  # bounded: many endpoints come and go by discovery
+            self._refused_at.clear()
+        self._refused_at[endpoint] = now
+        info = next((i for i in self._found.values() if i.endpoint == endpoint), None)
+        self._pending.append(NodeRefused(
+            self._clock(), endpoint, reason, info.node_id if info else "",
+            info.node_name if info else "",
+        ))
+
+    def _read_handshakes(self) -> None:
+        mon = self._handshakes
+        while mon is not None:
+            try:
+                event = parse_monitor_message(mon.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            if int(event["event"]) & FAILED:
+                self._refused(event["endpoint"].decode("utf-8", "replace"), _NO_SECURITY)
 
     def _mirror_lost(self, instance: str) -> None:
         info = self._found.pop(instance, None)
@@ -140,10 +210,18 @@ class Tap(SocketBase):
         for discovery, watch in self._watches:
             discovery.remove_watch(watch)
         self._watches.clear()
+        mon, self._handshakes = self._handshakes, None
+        if mon is not None:
+            if self._sock is not None:
+                with contextlib.suppress(zmq.ZMQError):
+                    self._sock.disable_monitor()
+            mon.close(0)
         return super().close()
 
     def _take(self, sock: zmq.Socket[bytes]) -> list[Event]:
         accept, clock = self._tcore.accept, self._clock
+        if self._handshakes is not None:
+            self._read_handshakes()
         events, self._pending = self._pending, []
         for _ in range(_BURST):
             try:

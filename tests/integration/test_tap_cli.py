@@ -30,9 +30,10 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
 
 
 @contextlib.contextmanager
-def tap(*args: str, text: bool = True) -> Iterator[subprocess.Popen[str]]:
+def tap(*args: str, text: bool = True, env: dict[str, str] | None = None
+        ) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen([*PEERMQ, "tap", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=text, cwd=REPO, env=ENV)
+                            stderr=subprocess.PIPE, text=text, cwd=REPO, env={**ENV, **(env or {})})
     try:
         yield proc
     finally:
