@@ -1,9 +1,15 @@
+# unasync: begin doc
 """The asyncio API: the same four sockets, names and behaviour as the blocking API.
 
 Waiting is done on ZeroMQ's file descriptor with the running loop; whatever is ready is drained
 without yielding to the loop, which is what makes this faster than ``zmq.asyncio``.
-"""
 
+This file is the source of sockets.py: scripts/unasync.py derives the blocking shells from it
+(docs/design.md, "One source for both shells"). Edit here, then run that script.
+"""
+# unasync: end doc
+
+# unasync: begin imports
 from __future__ import annotations
 
 import asyncio
@@ -35,11 +41,14 @@ if TYPE_CHECKING:
     from ._spooled_aio import SpooledPublisher, SpooledPuller, SpooledPusher, SpooledSubscriber
     from .config import AckMode, History
     from .spool.store import Spool
+# unasync: end imports
 
 __all__ = ["Publisher", "Puller", "Pusher", "Subscriber"]
 
 _S = TypeVar("_S", bound="_Closing")
+# unasync: begin aliases
 Handler = Callable[[Message], "object | Awaitable[object]"]
+# unasync: end aliases
 
 
 class _Closing(SocketBase):
@@ -54,10 +63,13 @@ class _Closing(SocketBase):
     ) -> None:
         await self.aclose()
 
+    # unasync: begin aclose  (the blocking shells have SocketBase.close)
     async def aclose(self) -> int:
         """Close (idempotent); returns how many received messages were discarded unread."""
         return self.close()
+    # unasync: end aclose
 
+    # unasync: begin wait  (the blocking shells wait with SocketBase._poll)
     async def _ready(self, sock: zmq.Socket[bytes], events: int, end: float | None) -> bool:
         """Wait until ``sock`` has ``events`` or ``end`` passes; False on time-out.
 
@@ -98,10 +110,12 @@ class _Closing(SocketBase):
         finally:
             loop.remove_reader(fd)
             loop.remove_reader(self._wake_r)
+    # unasync: end wait
 
     async def _wait_until(
         self, ready: Callable[[], int], n: int, sock: zmq.Socket[bytes], timeout: float, what: str
     ) -> int:
+        """Wait until ``ready() >= n``, waking when ``sock`` has input; TimeoutError if not."""
         end = deadline(timeout)
         while True:
             count = ready()
@@ -112,7 +126,9 @@ class _Closing(SocketBase):
 
 
 class _Sending(SenderBase, _Closing):
+    # unasync: begin send  (the blocking send inlines SenderBase._send_one: its hot path)
     async def _send_frame(self, frame: bytes, topic: str, count: int, unsent: int) -> bool:
+        """Send one frame of ``count`` messages, waiting for room up to ``send_timeout``."""
         sent = self._try_send(frame, topic, count, unsent, zmq.NOBLOCK)
         if sent is not None:
             return sent
@@ -131,6 +147,7 @@ class _Sending(SenderBase, _Closing):
         if type(sent) is bytes:  # no room now: wait for it
             return await self._send_frame(sent, topic, 1, 1)
         return sent is True
+    # unasync: end send
 
     async def send_many(
         self, messages: Iterable[tuple[str, object]], headers: Mapping[str, str] | None = None
@@ -147,7 +164,7 @@ class _Sending(SenderBase, _Closing):
 
 
 class Publisher(PublisherBase, _Sending):
-    """Fan-out publisher (asyncio)."""
+    """Fan-out (asyncio): every subscriber whose topics match gets a copy. See PublisherBase."""
 
     @overload
     def __new__(cls, *, spool: None = None, **kwargs: Any) -> Publisher: ...
@@ -161,13 +178,20 @@ class Publisher(PublisherBase, _Sending):
         return super().__new__(cls)
 
     async def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> int:
-        """Wait until ``n`` subscribers are connected and subscribed; TimeoutError if not."""
-        return await self._wait_until(lambda: self.subscribers, n, self._live(), timeout,
-                                      "subscribers")
+        """Wait until ``n`` subscribers are connected and subscribed; TimeoutError if not.
+
+        A message sent after this returns reaches each of them: no slow-joiner loss.
+        """
+        return await self._wait_until(
+            lambda: self.subscribers, n, self._live(), timeout, "subscribers"
+        )
 
 
 class Pusher(PusherBase, _Sending):
-    """Pipeline sender (asyncio); with ``spool="dir"``, at-least-once (docs/spool.md)."""
+    """Pipeline sender (asyncio): each message goes to one puller. See PusherBase.
+
+    With ``spool="dir"`` it is a spooled pusher: at-least-once delivery (docs/spool.md).
+    """
 
     @overload
     def __new__(cls, *, spool: None = None, **kwargs: Any) -> Pusher: ...
@@ -196,10 +220,11 @@ class _Receiving(ReceiverBase, _Closing):
         if core.pending:
             return core.pending.popleft()
         accept = core.accept
+        recv = self._recv_raw
         end: float | None = None
         started = False
         while True:
-            sock = self._sock
+            sock = self._sock  # looked at again after each wait: a posted call may close it
             if sock is None:
                 raise ClosedError(f"{type(self).__name__} is closed")
             if self._dry:
@@ -210,7 +235,7 @@ class _Receiving(ReceiverBase, _Closing):
                     raise TimeoutError(f"no message within {timeout}s")
                 self._dry = False
             try:
-                frame = self._recv_raw(zmq.NOBLOCK)
+                frame = recv(zmq.NOBLOCK)
             except zmq.Again:
                 self._dry = True
                 continue
@@ -228,6 +253,7 @@ class _Receiving(ReceiverBase, _Closing):
         return self._take_ready(max_count, [await self.recv(timeout)])
 
     def __aiter__(self) -> AsyncIterator[Message]:
+        """Messages until the socket is closed or ``stop()`` is called."""
         return self._messages()
 
     async def _messages(self) -> AsyncIterator[Message]:
@@ -245,13 +271,12 @@ class _Receiving(ReceiverBase, _Closing):
     ) -> int:
         """Call ``handler`` (plain or async) for each message; returns how many.
 
-        Runs until ``stop()``, ``count`` messages or ``timeout`` seconds; a handler's exception
-        stops the loop and propagates.
+        As RabbitMQ's basic_consume: runs until ``stop()``, ``count`` messages or ``timeout``
+        seconds. An exception from the handler stops the loop and propagates.
         """
         end = deadline(timeout)
         handled = 0
         self._stopping = False
-        is_async = inspect.iscoroutinefunction(handler)
         while not self._stopping and (count is None or handled < count):
             left = _zmq.deadline_left(end)
             if left == 0.0:
@@ -260,15 +285,17 @@ class _Receiving(ReceiverBase, _Closing):
                 msg = await self.recv(timeout=0.2 if left is None else min(left, 0.2))
             except TimeoutError:
                 continue
+            # unasync: begin handle  (an async handler is awaited)
             result = handler(msg)
-            if is_async or inspect.isawaitable(result):
-                await result  # type: ignore[misc]
+            if inspect.isawaitable(result):
+                await result
+            # unasync: end handle
             handled += 1
         return handled
 
 
 class Subscriber(SubscriberBase, _Receiving):
-    """Topic subscriber (asyncio)."""
+    """Topic subscriber (asyncio): receives the topics it asked for from every publisher."""
 
     @overload
     def __new__(cls, *, durable: None = None, history: None = None, spool: None = None,
@@ -287,13 +314,21 @@ class Subscriber(SubscriberBase, _Receiving):
         return super().__new__(cls)
 
     async def wait_for_publishers(self, n: int = 1, timeout: float = 5.0) -> int:
-        """Wait until connected to ``n`` publishers; TimeoutError if not."""
-        return await self._wait_until(lambda: self.publishers, n, self._live(), timeout,
-                                      "publishers")
+        """Wait until connected to ``n`` publishers; TimeoutError if not.
+
+        Messages that arrive meanwhile are kept for ``recv``.
+        """
+        return await self._wait_until(
+            lambda: self.publishers, n, self._live(), timeout, "publishers"
+        )
 
 
 class Puller(PullerBase, _Receiving):
-    """Pipeline receiver (asyncio); with ``spool=`` or ``ack=``, it acknowledges."""
+    """Pipeline receiver (asyncio): takes its share of what connected pushers send.
+
+    With ``spool="dir"`` or ``ack=AckMode...`` it receives from spooled pushers and
+    acknowledges what it handled (docs/spool.md).
+    """
 
     @overload
     def __new__(cls, *, spool: None = None, ack: None = None, **kwargs: Any) -> Puller: ...

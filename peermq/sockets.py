@@ -1,8 +1,14 @@
+# generated from peermq/aio.py by scripts/unasync.py; do not edit
+# (but for the hand-written regions between '# unasync: begin' and 'end')
+# unasync: begin doc
 """The blocking API: Publisher, Subscriber, Pusher, Puller.
 
-Each adds to its ``*Base`` (in _kinds.py) only the calls that wait.
+Each adds to its ``*Base`` (in _kinds.py) only the calls that wait. Generated from aio.py by
+scripts/unasync.py, but for the regions marked hand-written.
 """
+# unasync: end doc
 
+# unasync: begin imports
 from __future__ import annotations
 
 import os
@@ -34,11 +40,15 @@ if TYPE_CHECKING:
     from ._spooled_sync import SpooledPublisher, SpooledPuller, SpooledPusher, SpooledSubscriber
     from .config import AckMode, History
     from .spool.store import Spool
+# unasync: end imports
 
 __all__ = ["Publisher", "Puller", "Pusher", "Subscriber"]
 
 _S = TypeVar("_S", bound="_Closing")
+# unasync: begin aliases
+Handler = Callable[[Message], object]
 _now = time.time
+# unasync: end aliases
 
 
 class _Closing(SocketBase):
@@ -67,6 +77,14 @@ class _Closing(SocketBase):
 
 
 class _Sending(SenderBase, _Closing):
+    # unasync: begin send  (hand-written: the blocking send inlines SenderBase._send_one)
+    def _send_frame(self, frame: bytes, topic: str, count: int, unsent: int) -> bool:
+        """Send one frame of ``count`` messages; with OnFull.BLOCK ZeroMQ waits for room."""
+        sent = self._try_send(frame, topic, count, unsent, self._flags)
+        if sent is None:  # blocked for send_timeout
+            raise self._timed_out(topic, unsent)
+        return sent
+
     def send(self, topic: str, data: object, headers: Mapping[str, str] | None = None) -> bool:
         """Send one message. Returns False if a full queue dropped it (counted in ``stats()``).
 
@@ -91,6 +109,7 @@ class _Sending(SenderBase, _Closing):
         if not core.sent & SERVICE_MASK:
             self._service_now()
         return True
+    # unasync: end send
 
     def send_many(
         self, messages: Iterable[tuple[str, object]], headers: Mapping[str, str] | None = None
@@ -100,10 +119,8 @@ class _Sending(SenderBase, _Closing):
         for topic, frames in self._batches(messages, headers):
             left = sum(n for _, n in frames)
             for frame, n in frames:
-                ok = self._try_send(frame, topic, n, left, self._flags)
-                if ok is None:
-                    raise self._timed_out(topic, left)
-                sent += n if ok else 0
+                if self._send_frame(frame, topic, n, left):
+                    sent += n
                 left -= n
         return sent
 
@@ -127,8 +144,9 @@ class Publisher(PublisherBase, _Sending):
 
         A message sent after this returns reaches each of them: no slow-joiner loss.
         """
-        return self._wait_until(lambda: self.subscribers, n, self._live(), timeout,
-                                "subscribers")
+        return self._wait_until(
+            lambda: self.subscribers, n, self._live(), timeout, "subscribers"
+        )
 
 
 class Pusher(PusherBase, _Sending):
@@ -163,16 +181,16 @@ class _Receiving(ReceiverBase, _Closing):
             self._run_inbox()
         if core.pending:
             return core.pending.popleft()
-        sock = self._sock
-        if sock is None:
-            raise ClosedError(f"{type(self).__name__} is closed")
         accept = core.accept
         recv = self._recv_raw
         end: float | None = None
         started = False
         while True:
+            sock = self._sock  # looked at again after each wait: a posted call may close it
+            if sock is None:
+                raise ClosedError(f"{type(self).__name__} is closed")
             if self._dry:
-                # the queue was empty last time: poll first, an empty recv raises (~3 us)
+                # the queue was empty last time: wait first, an empty recv raises (~3 us)
                 if not started:
                     started, end = True, deadline(timeout)
                 if not self._poll(sock, zmq.POLLIN, end):
@@ -198,6 +216,9 @@ class _Receiving(ReceiverBase, _Closing):
 
     def __iter__(self) -> Iterator[Message]:
         """Messages until the socket is closed or ``stop()`` is called."""
+        return self._messages()
+
+    def _messages(self) -> Iterator[Message]:
         self._stopping = False
         while self._sock is not None and not self._stopping:
             try:
@@ -208,16 +229,12 @@ class _Receiving(ReceiverBase, _Closing):
                 return
 
     def consume(
-        self,
-        handler: Callable[[Message], object],
-        *,
-        count: int | None = None,
-        timeout: float | None = None,
+        self, handler: Handler, *, count: int | None = None, timeout: float | None = None
     ) -> int:
-        """Call ``handler`` for each message (RabbitMQ's basic_consume); returns how many.
+        """Call ``handler`` for each message; returns how many.
 
-        Runs in this thread until ``stop()``, ``count`` messages or ``timeout`` seconds. An
-        exception from the handler stops the loop and propagates.
+        As RabbitMQ's basic_consume: runs until ``stop()``, ``count`` messages or ``timeout``
+        seconds. An exception from the handler stops the loop and propagates.
         """
         end = deadline(timeout)
         handled = 0
@@ -230,13 +247,15 @@ class _Receiving(ReceiverBase, _Closing):
                 msg = self.recv(timeout=0.2 if left is None else min(left, 0.2))
             except TimeoutError:
                 continue
+            # unasync: begin handle  (hand-written: a plain call)
             handler(msg)
+            # unasync: end handle
             handled += 1
         return handled
 
 
 class Subscriber(SubscriberBase, _Receiving):
-    """Receives the topics it asked for from every publisher it connects to."""
+    """Topic subscriber: receives the topics it asked for from every publisher."""
 
     @overload
     def __new__(cls, *, durable: None = None, history: None = None, spool: None = None,
@@ -259,7 +278,9 @@ class Subscriber(SubscriberBase, _Receiving):
 
         Messages that arrive meanwhile are kept for ``recv``.
         """
-        return self._wait_until(lambda: self.publishers, n, self._live(), timeout, "publishers")
+        return self._wait_until(
+            lambda: self.publishers, n, self._live(), timeout, "publishers"
+        )
 
 
 class Puller(PullerBase, _Receiving):
@@ -287,5 +308,3 @@ class Puller(PullerBase, _Receiving):
         self._live()
         assert self._monitor is not None
         return self._wait_until(self._count_peers, n, self._monitor, timeout, "pushers")
-
-
