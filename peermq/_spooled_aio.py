@@ -1,3 +1,4 @@
+# unasync: begin doc
 """asyncio shells of the spooled sockets: what ``peermq.aio.Pusher(spool=...)``,
 ``Puller(spool= | ack=)``, ``Publisher(spool=...)`` and ``Subscriber(durable= | history=)``
 construct. The same non-blocking halves as the
@@ -5,8 +6,13 @@ blocking shells (_spool_send.py, _spool_recv.py); only the waiting differs.
 
 The spooled pusher's link thread does the delivering; waits for room, peers and acks here are
 short polls of what that thread updates, so nothing blocks the event loop for long.
-"""
 
+This file is the source of _spooled_sync.py: scripts/unasync.py derives the blocking shells
+from it (docs/design.md, "One source for both shells"). Edit here, then run that script.
+"""
+# unasync: end doc
+
+# unasync: begin imports
 from __future__ import annotations
 
 import asyncio
@@ -28,10 +34,15 @@ from .config import AckMode
 from .errors import ClosedError, SpoolError, SpoolFullError
 from .message import Delivery, Message
 
+# unasync: end imports
+
 __all__ = ["SpooledPublisher", "SpooledPuller", "SpooledPusher", "SpooledSubscriber"]
 
-_POLL = 0.005
 _CHUNK = 4096
+# unasync: begin aliases
+_POLL = 0.005
+_Handler = Callable[[Delivery], "object | Awaitable[object]"]
+# unasync: end aliases
 
 
 class _Storing(LinkSending):
@@ -40,8 +51,20 @@ class _Storing(LinkSending):
     async def send(
         self, topic: str, data: object, headers: Mapping[str, str] | None = None
     ) -> bool:
-        """Store one message in the spool; as the blocking ``send``. Always True."""
-        await self._put([(topic, data)], wire.check_headers(headers) if headers else None)
+        """Store one message in the spool (written before this returns); always True.
+
+        A full spool (or disk) waits up to ``full_timeout`` for acknowledgements to free room,
+        then raises SpoolFullError; nothing was stored then.
+        """
+        frame = self._encode(topic, data, headers)
+        try:
+            self._store([frame])
+        except SpoolFullError:
+            self._core.encoder.rewind(topic, 1)
+            await self._put([(topic, data)], wire.check_headers(headers) if headers else None)
+        except BaseException:
+            self._core.encoder.rewind(topic, 1)
+            raise
         return True
 
     async def send_many(
@@ -55,14 +78,16 @@ class _Storing(LinkSending):
             chunk.append(item)
             if len(chunk) >= _CHUNK:
                 await self._put(chunk, hdrs)
-                stored, chunk = stored + len(chunk), []
+                stored += len(chunk)
+                chunk = []
         if chunk:
             await self._put(chunk, hdrs)
             stored += len(chunk)
         return stored
 
-    async def _put(self, messages: list[tuple[str, object]], headers: dict[str, str] | None
-                   ) -> None:
+    async def _put(
+        self, messages: list[tuple[str, object]], headers: dict[str, str] | None
+    ) -> None:
         self._live()
         frames = self._encode_many(messages, headers)
         end = time.monotonic() + self._sopts.full_timeout
@@ -77,12 +102,15 @@ class _Storing(LinkSending):
             except BaseException:
                 self._unencode(messages)
                 raise
+            # unasync: begin pause  (the link thread frees room: poll for it)
             await asyncio.sleep(_POLL)
+            # unasync: end pause
 
     async def flush(self) -> int:
         """Make everything stored so far durable; returns the spool's durable seq."""
         return self._flush_now()
 
+    # unasync: begin until  (the blocking shells wait on the link thread's condition)
     async def _until(self, ready: Callable[[], bool], timeout: float | None, what: str) -> None:
         end = deadline(timeout)
         while not ready():
@@ -93,6 +121,7 @@ class _Storing(LinkSending):
             if _zmq.deadline_left(end) == 0.0:
                 raise TimeoutError(f"{what} after {timeout}s")
             await asyncio.sleep(_POLL)
+    # unasync: end until
 
 
 class SpooledPusher(_Storing, SpoolSending, Pusher):
@@ -105,25 +134,45 @@ class SpooledPusher(_Storing, SpoolSending, Pusher):
 
     async def wait_for_acks(self, timeout: float | None = 5.0) -> None:
         """Wait until every message stored so far is acknowledged (or dead-lettered)."""
-        await self._until(lambda: self.pending() == 0, timeout,
-                          "messages still unacknowledged")
+        await self._until(
+            lambda: self.pending() == 0, timeout, "messages still unacknowledged"
+        )
 
 
 class SpooledPublisher(_Storing, SpoolPublishing, Publisher):
-    """``aio.Publisher(spool=...)``: a log that durable subscribers read."""
+    """``aio.Publisher(spool=...)``: a log that durable subscribers read; see docs/spool.md."""
 
     async def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Wait until ``n`` subscribers are linked (said HELLO); TimeoutError if not."""
-        await self._until(lambda: self.subscribers >= n, timeout,
-                          f"{self.subscribers} of {n} subscribers")
+        await self._until(
+            lambda: self.subscribers >= n, timeout, f"{self.subscribers} of {n} subscribers"
+        )
         return self.subscribers
 
 
 class _Taking(LinkReceiving, _Closing):
     """``recv`` and friends of a spooled receiver (asyncio)."""
 
+    # unasync: begin input  (the blocking shells have LinkReceiving._wait_input)
+    async def _ready_input(self, end: float | None) -> bool:
+        """Wait for input, at most IDLE_WAKE seconds; False if ``end`` has passed."""
+        left = _zmq.deadline_left(end)
+        if left == 0.0:
+            return False
+        wake = time.monotonic() + (IDLE_WAKE if left is None else min(left, IDLE_WAKE))
+        self._waiting = True
+        try:
+            await self._ready(self._live(), zmq.POLLIN, wake)
+        finally:
+            self._waiting = False
+        return True
+    # unasync: end input
+
     async def recv(self, timeout: float | None = None) -> Delivery:
-        """The next message; as the blocking ``recv``."""
+        """The next message; waits up to ``timeout`` seconds (None: for ever), then TimeoutError.
+
+        In AckMode.AUTO the message handed out by the previous call is acknowledged first.
+        """
         if self._inbox:
             self._run_inbox()
         self._ack_auto()
@@ -134,21 +183,18 @@ class _Taking(LinkReceiving, _Closing):
             self._flush()
             if not started:
                 started, end = True, deadline(timeout)
-            left = _zmq.deadline_left(end)
-            if left == 0.0:
+            if not await self._ready_input(end):
                 raise TimeoutError(f"no message within {timeout}s")
-            wake = time.monotonic() + (IDLE_WAKE if left is None else min(left, IDLE_WAKE))
-            self._waiting = True
-            try:
-                await self._ready(self._live(), zmq.POLLIN, wake)
-            finally:
-                self._waiting = False
             msg = self._take()
         return self._hand_out(msg)
 
-    async def recv_many(self, max_count: int = 1024, timeout: float | None = None
-                        ) -> list[Message]:
-        """Everything ready now, up to ``max_count``; waits like ``recv`` only if nothing is."""
+    async def recv_many(
+        self, max_count: int = 1024, timeout: float | None = None
+    ) -> list[Message]:
+        """Everything ready now, up to ``max_count``; waits like ``recv`` only if nothing is.
+
+        Each item is a Delivery (typed Message, as the plain Puller's).
+        """
         out: list[Message] = [await self.recv(timeout)]
         while len(out) < max_count:
             msg = self._take()
@@ -158,14 +204,13 @@ class _Taking(LinkReceiving, _Closing):
         return out
 
     async def consume(
-        self,
-        handler: Callable[[Delivery], object | Awaitable[object]],
-        *,
-        count: int | None = None,
-        timeout: float | None = None,
+        self, handler: _Handler, *, count: int | None = None, timeout: float | None = None
     ) -> int:
-        """Call ``handler`` (plain or async) for each message; in AckMode.AUTO ack it when it
-        returns; a handler's exception nacks the message and propagates."""
+        """Call ``handler`` (plain or async) for each message; AckMode.AUTO acks it on return.
+
+        A handler's exception nacks the message (it comes again after a backoff, and after
+        ``max_deliver`` deliveries goes to the dead letters) and propagates.
+        """
         end = deadline(timeout)
         handled = 0
         self._stopping = False
@@ -178,9 +223,11 @@ class _Taking(LinkReceiving, _Closing):
             except TimeoutError:
                 continue
             try:
+                # unasync: begin handle  (an async handler is awaited)
                 result = handler(msg)
                 if inspect.isawaitable(result):
                     await result
+                # unasync: end handle
             except BaseException:
                 msg.nack(requeue=True)
                 raise
@@ -196,14 +243,11 @@ class _Taking(LinkReceiving, _Closing):
             if len(self._links.peers) >= n:
                 return len(self._links.peers)
             self._flush()
-            left = _zmq.deadline_left(end)
-            if left == 0.0:
+            if not await self._ready_input(end):
                 raise TimeoutError(f"{len(self._links.peers)} of {n} {what} after {timeout}s")
-            wake = time.monotonic() + (IDLE_WAKE if left is None else min(left, IDLE_WAKE))
-            await self._ready(self._live(), zmq.POLLIN, wake)
 
     async def flush_acks(self) -> None:
-        """Send the acknowledgements gathered so far now."""
+        """Send the acknowledgements gathered so far now (they also go before any wait)."""
         self._live()
         self._flush()
 
@@ -219,7 +263,7 @@ class _Taking(LinkReceiving, _Closing):
 
 
 class SpooledPuller(_Taking, SpoolReceiving, Puller):
-    """``aio.Puller(spool=...)`` or ``aio.Puller(ack=...)``: receives with acks."""
+    """``aio.Puller(spool= | ack=)``: receives from spooled pushers, with acks."""
 
     async def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Wait until ``n`` spooled pushers are linked (said HELLO); TimeoutError if not."""
@@ -227,7 +271,7 @@ class SpooledPuller(_Taking, SpoolReceiving, Puller):
 
 
 class SpooledSubscriber(_Taking, SpoolSubscribing, Subscriber):
-    """``aio.Subscriber(durable=... | history=...)``: reads spooled publishers' logs."""
+    """``aio.Subscriber(durable= | history=)``: reads spooled publishers' logs, with acks."""
 
     async def wait_for_publishers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Wait until ``n`` spooled publishers are linked (said HELLO); TimeoutError if not."""

@@ -1,9 +1,15 @@
+# generated from peermq/_spooled_aio.py by scripts/unasync.py; do not edit
+# (but for the hand-written regions between '# unasync: begin' and 'end')
+# unasync: begin doc
 """Blocking shells of the spooled sockets: what ``Pusher(spool=...)``, ``Puller(spool= | ack=)``,
 ``Publisher(spool=...)`` and ``Subscriber(durable= | history=)`` construct. Only the waiting
 is here; the logic is in _spool_send.py, _spool_pub.py, _spool_recv.py and _spool_sub.py,
-shared with the asyncio shells.
+shared with the asyncio shells. Generated from _spooled_aio.py by scripts/unasync.py, but for
+the regions marked hand-written.
 """
+# unasync: end doc
 
+# unasync: begin imports
 from __future__ import annotations
 
 import time
@@ -19,17 +25,24 @@ from ._spool_sub import SpoolSubscribing
 from .config import AckMode
 from .errors import SpoolFullError
 from .message import Delivery, Message
-from .sockets import Publisher, Puller, Pusher, Subscriber
+from .sockets import Publisher, Puller, Pusher, Subscriber, _Closing
+
+# unasync: end imports
 
 __all__ = ["SpooledPublisher", "SpooledPuller", "SpooledPusher", "SpooledSubscriber"]
 
 _CHUNK = 4096
+# unasync: begin aliases
+_Handler = Callable[[Delivery], object]
+# unasync: end aliases
 
 
 class _Storing(LinkSending):
-    """``send`` and friends of a spooled sender (blocking)."""
+    """``send`` and friends of a spooled sender."""
 
-    def send(self, topic: str, data: object, headers: Mapping[str, str] | None = None) -> bool:
+    def send(
+        self, topic: str, data: object, headers: Mapping[str, str] | None = None
+    ) -> bool:
         """Store one message in the spool (written before this returns); always True.
 
         A full spool (or disk) waits up to ``full_timeout`` for acknowledgements to free room,
@@ -64,7 +77,9 @@ class _Storing(LinkSending):
             stored += len(chunk)
         return stored
 
-    def _put(self, messages: list[tuple[str, object]], headers: dict[str, str] | None) -> None:
+    def _put(
+        self, messages: list[tuple[str, object]], headers: dict[str, str] | None
+    ) -> None:
         self._live()
         frames = self._encode_many(messages, headers)
         end = time.monotonic() + self._sopts.full_timeout
@@ -79,13 +94,14 @@ class _Storing(LinkSending):
             except BaseException:
                 self._unencode(messages)
                 raise
+            # unasync: begin pause  (hand-written: the link thread notifies when it frees room)
             with self._cond:
                 self._cond.wait(min(0.05, max(0.0, end - time.monotonic())))
+            # unasync: end pause
 
     def flush(self) -> int:
         """Make everything stored so far durable; returns the spool's durable seq."""
         return self._flush_now()
-
 
 class SpooledPusher(_Storing, SpoolSending, Pusher):
     """``Pusher(spool=...)``: at-least-once delivery; see docs/spool.md."""
@@ -97,8 +113,9 @@ class SpooledPusher(_Storing, SpoolSending, Pusher):
 
     def wait_for_acks(self, timeout: float | None = 5.0) -> None:
         """Block until every message stored so far is acknowledged (or dead-lettered)."""
-        self._wait_for(lambda: self.pending() == 0, timeout,
-                       "messages still unacknowledged")
+        self._wait_for(
+            lambda: self.pending() == 0, timeout, "messages still unacknowledged"
+        )
 
 
 class SpooledPublisher(_Storing, SpoolPublishing, Publisher):
@@ -106,13 +123,14 @@ class SpooledPublisher(_Storing, SpoolPublishing, Publisher):
 
     def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Block until ``n`` subscribers are linked (said HELLO); TimeoutError if not."""
-        self._wait_for(lambda: self.subscribers >= n, timeout,
-                       f"{self.subscribers} of {n} subscribers")
+        self._wait_for(
+            lambda: self.subscribers >= n, timeout, f"{self.subscribers} of {n} subscribers"
+        )
         return self.subscribers
 
 
-class _Taking(LinkReceiving):
-    """``recv`` and friends of a spooled receiver (blocking)."""
+class _Taking(LinkReceiving, _Closing):
+    """``recv`` and friends of a spooled receiver."""
 
     def recv(self, timeout: float | None = None) -> Delivery:
         """The next message; waits up to ``timeout`` seconds (None: for ever), then TimeoutError.
@@ -134,7 +152,9 @@ class _Taking(LinkReceiving):
             msg = self._take()
         return self._hand_out(msg)
 
-    def recv_many(self, max_count: int = 1024, timeout: float | None = None) -> list[Message]:
+    def recv_many(
+        self, max_count: int = 1024, timeout: float | None = None
+    ) -> list[Message]:
         """Everything ready now, up to ``max_count``; waits like ``recv`` only if nothing is.
 
         Each item is a Delivery (typed Message, as the plain Puller's).
@@ -148,13 +168,9 @@ class _Taking(LinkReceiving):
         return out
 
     def consume(
-        self,
-        handler: Callable[[Delivery], object],
-        *,
-        count: int | None = None,
-        timeout: float | None = None,
+        self, handler: _Handler, *, count: int | None = None, timeout: float | None = None
     ) -> int:
-        """Call ``handler`` for each message; in AckMode.AUTO ack it when the handler returns.
+        """Call ``handler`` for each message; AckMode.AUTO acks it on return.
 
         A handler's exception nacks the message (it comes again after a backoff, and after
         ``max_deliver`` deliveries goes to the dead letters) and propagates.
@@ -171,7 +187,9 @@ class _Taking(LinkReceiving):
             except TimeoutError:
                 continue
             try:
+                # unasync: begin handle  (hand-written: a plain call)
                 handler(msg)
+                # unasync: end handle
             except BaseException:
                 msg.nack(requeue=True)
                 raise
@@ -207,7 +225,7 @@ class _Taking(LinkReceiving):
 
 
 class SpooledPuller(_Taking, SpoolReceiving, Puller):
-    """``Puller(spool=...)`` or ``Puller(ack=...)``: receives from spooled pushers, with acks."""
+    """``Puller(spool= | ack=)``: receives from spooled pushers, with acks."""
 
     def wait_for_peers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Block until ``n`` spooled pushers are linked (said HELLO); TimeoutError if not."""
@@ -215,7 +233,7 @@ class SpooledPuller(_Taking, SpoolReceiving, Puller):
 
 
 class SpooledSubscriber(_Taking, SpoolSubscribing, Subscriber):
-    """``Subscriber(durable=... | history=...)``: reads spooled publishers' logs, with acks."""
+    """``Subscriber(durable= | history=)``: reads spooled publishers' logs, with acks."""
 
     def wait_for_publishers(self, n: int = 1, timeout: float = 5.0) -> int:
         """Block until ``n`` spooled publishers are linked (said HELLO); TimeoutError if not."""

@@ -36,6 +36,7 @@ SCRIPT = "scripts/unasync.py"
 
 PAIRS = [
     ("peermq/aio.py", "peermq/sockets.py"),
+    ("peermq/_spooled_aio.py", "peermq/_spooled_sync.py"),
 ]
 """(asyncio source, generated blocking file), relative to the project root."""
 
@@ -49,8 +50,10 @@ NAMES = {
     "AsyncIterable": "Iterable",
     "StopAsyncIteration": "StopIteration",
     "_spooled_aio": "_spooled_sync",
-    # the asyncio wait (aio.py) -> the blocking one (_base.py)
+    # the asyncio waits (aio.py, _spooled_aio.py) -> the blocking ones (_base.py, _spool_*.py)
     "_ready": "_poll",
+    "_ready_input": "_wait_input",
+    "_until": "_wait_for",
 }
 """Names renamed wherever they stand as a name (not in strings)."""
 
