@@ -19,8 +19,13 @@ frames are::
 
 ``state`` is HELLO (answer to a new tap), UPDATE (every ``status_interval``) or BYE (closing).
 
+On a secure node the XPUB is a CURVE server of the node's security, like any bound socket: only
+a tap whose key the node trusts (its policy decides) completes the handshake, and its copies
+travel encrypted; any other tap is refused before it can subscribe, so it gets nothing.
+
 When the node's discovery runs, the mirror announces itself as a publisher of the reserved
-service ``MIRROR_SERVICE`` on the interfaces that reach its endpoints, so that a tap finds it.
+service ``MIRROR_SERVICE`` on the interfaces that reach its endpoints, so that a tap finds it
+(with the node's key fingerprint, which a tap only uses to select a key it already trusts).
 """
 
 from __future__ import annotations

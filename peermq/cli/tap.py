@@ -245,6 +245,8 @@ def tap(
     node announces its mirror when it uses discovery) and static peers of the service
     'peermq.mirror' in PEERMQ_PEERS.
     Gaps (messages lost on the way) are marked '!! GAP'; nodes joining and leaving '++'/'--'.
+    A node with security on lets in only a tap whose key it trusts: run the tap with
+    PEERMQ_SECURITY=curve (and PEERMQ_KEYS, PEERMQ_TRUST); a refusal is marked '!! refused'.
     Ctrl-C exits 130; '| head -1' ends it cleanly.
 
     \b
@@ -253,6 +255,7 @@ def tap(
       peermq tap -c 7000 -c 7001 --stats
       peermq tap -c 7000 --json --count 100 > sample.jsonl
       peermq tap -c 7000 --record traffic.mcap --timeout 60
+      PEERMQ_SECURITY=curve peermq tap -c 7000
     """
     mode = _output_mode(as_json, raw, as_hex, template, nul)
     security = _params.security()  # PEERMQ_SECURITY etc.: a bad value is a usage error

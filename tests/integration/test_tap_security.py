@@ -9,6 +9,7 @@ keys live in tmp directories: the senders share one ("node"), and "sub", "tap" a
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import subprocess
 import time
@@ -16,8 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from rich.console import Console
 
 import peermq
+from peermq.cli import cli
 from peermq.config import SecurityOptions
 from peermq.security import TrustStore, init_keys
 from peermq.tap import Event, NodeRefused, Tap, TapGap
@@ -156,3 +160,17 @@ def test_the_cli_tap_reads_a_secure_node_with_keys_from_the_environment(
         assert [r["seq"] for r in records if r["type"] == "message"] == list(range(1, n + 1))
         assert not [r for r in records if r.get("event") == "refused"]
         assert sent(pub) == n
+
+
+def test_a_secure_cli_tap_with_no_key_pinned_for_a_remote_mirror_says_so(
+    keys: dict[str, Path],
+) -> None:
+    # nothing is pinned for this (documentation) address, and it is not this host: the tap
+    # does not connect at all, and exits 1 with what to do
+    args = ["tap", "-c", "tcp://192.0.2.1:7000", "--json", "--timeout", "5"]
+    result = CliRunner().invoke(cli, args,
+                                obj=Console(file=io.StringIO(), width=100),
+                                env={**env(keys["tap"]), "PEERMQ_MDNS": "off"})
+    assert result.exit_code == 1, result.output
+    assert "no trusted key for tcp://192.0.2.1:7000" in result.stderr
+    assert "peermq keys trust" in result.stderr

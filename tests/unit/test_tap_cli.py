@@ -17,9 +17,10 @@ NO_MDNS = {"PEERMQ_MDNS": "off", "PEERMQ_PEERS": "", "PEERMQ_PEERS_FILE": ""}
 """Never multicast from a unit test: without --connect the tap would start discovery."""
 
 
-def run(*args: str) -> tuple[Result, str]:
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[Result, str]:
     out = io.StringIO()
-    result = CliRunner().invoke(cli, list(args), obj=Console(file=out, width=100), env=NO_MDNS)
+    result = CliRunner().invoke(cli, list(args), obj=Console(file=out, width=100),
+                                env={**NO_MDNS, **(env or {})})
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result, out.getvalue()
@@ -45,6 +46,19 @@ def test_tap_usage_errors_exit_2(args: tuple[str, ...], message: str) -> None:
     result, _ = run("tap", *args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"PEERMQ_SECURITY": "tls"}, "PEERMQ_SECURITY must be 'curve' or 'off', got 'tls'"),
+    ({"PEERMQ_SECURITY": "curve", "PEERMQ_TRUST": "maybe"}, "PEERMQ_TRUST must be 'strict'"),
+])
+def test_tap_bad_security_variables_exit_2_before_anything_starts(
+    env: dict[str, str], message: str, tmp_path: Path,
+) -> None:
+    result, out = run("tap", "-c", "7000", env={**env, "PEERMQ_KEYS": str(tmp_path / "k")})
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and not out
+    assert not (tmp_path / "k").exists()  # no key made for a command that never ran
 
 
 def test_replay_and_info_usage_errors(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from peermq.tap import (
     LeaveReason,
     NodeJoined,
     NodeLeft,
+    NodeRefused,
     NodeStatus,
     SocketStatus,
     TapFilter,
@@ -159,3 +160,24 @@ def test_a_young_row_is_rated_over_its_own_life() -> None:
         stats.add(msg(received=50.0 + i / 20))
     (row,) = stats.topics(51.0)
     assert row.rate == pytest.approx(20.0)
+
+
+def test_a_refusal_is_shown_and_written_as_json_with_the_other_node_events() -> None:
+    from peermq.cli import _tap_view  # noqa: PLC0415 (the CLI's views, used here alone)
+
+    why = "the handshake failed: this tap's key is not trusted there"
+    event = NodeRefused(100.0, "tcp://127.0.0.1:7000", why)
+    assert _tap_view.node_json(event) == {
+        "type": "node", "event": "refused", "time": 100.0, "node": "", "name": "",
+        "endpoint": "tcp://127.0.0.1:7000", "reason": why}
+    line = _tap_view.node_line(event).plain
+    assert "!! refused" in line and "tcp://127.0.0.1:7000" in line and why in line
+    found = NodeRefused(100.0, "tcp://10.0.0.5:7000", why, "a1b2c3", "api-1")
+    assert "api-1" in _tap_view.node_line(found).plain
+    # the other node events keep their fields, in the documented order
+    assert list(_tap_view.node_json(NodeLeft(1.0, "a1", "api-1", LeaveReason.GONE))) == [
+        "type", "event", "time", "node", "name", "reason"]
+    # a refusal is no node of the stats table, and no filter hides it
+    stats = TapStats()
+    stats.add(event)
+    assert stats.nodes(100.0) == [] and TapFilter(nodes=("api-*",))(event)
