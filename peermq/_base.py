@@ -14,6 +14,7 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from . import _zmq
+from ._core import PeerLedger
 from ._zmq import Kind
 from .config import OnFull, SocketOptions
 from .errors import ClosedError, ConfigError, PeermqError
@@ -28,6 +29,11 @@ __all__ = ["Endpoints", "SocketBase"]
 
 _log = logging.getLogger("peermq")
 _SCHEMES = ("tcp://", "ipc://", "inproc://")
+_OPENED = zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED
+_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+           | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+PEER_EVENTS = _OPENED | zmq.EVENT_HANDSHAKE_SUCCEEDED | _FAILED | zmq.EVENT_DISCONNECTED
+"""What the monitor must report for PeerLedger to tie handshakes to connections."""
 
 
 def _check_endpoint(endpoint: str) -> None:
@@ -100,14 +106,14 @@ class SocketBase:
             self._send_raw = _zmq.raw_send(sock)
             self._recv_raw = _zmq.raw_recv(sock)
             self._monitor: zmq.Socket[bytes] | None = None
+            self._ledger = PeerLedger()
             self._peers = 0
+            """The count last read: the tap mirror reads this int from its thread."""
             if self._security is not None:
                 # the node's security thread reads the monitor; peer events are passed on
                 self._monitor = self._security.watch(self, sock, forward=monitor)
             elif monitor:
-                self._monitor = sock.get_monitor_socket(
-                    zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
-                )
+                self._monitor = sock.get_monitor_socket(PEER_EVENTS)
             self._setup()
             for ep in binds:
                 self.bind(ep)
@@ -179,7 +185,7 @@ class SocketBase:
         self._connects.add(endpoint)
         if endpoint.startswith("inproc://"):
             # ZeroMQ's monitor reports no handshake for inproc: the connect side counts it
-            self._peers += 1
+            self._ledger.manual += 1
         _log.debug("socket.connected kind=%s endpoint=%s", self._kind.name, endpoint)
 
     def disconnect(self, endpoint: str) -> None:
@@ -191,7 +197,7 @@ class SocketBase:
         except zmq.ZMQError as exc:
             raise _zmq.translate(exc, f"disconnect {endpoint}") from exc
         if endpoint in self._connects and endpoint.startswith("inproc://"):
-            self._peers = max(0, self._peers - 1)
+            self._ledger.manual = max(0, self._ledger.manual - 1)
         self._connects.discard(endpoint)
 
     def _pause_endpoint(self, endpoint: str) -> None:
@@ -261,22 +267,38 @@ class SocketBase:
                 return False
 
     def _count_peers(self) -> int:
+        """Peers whose handshake succeeded and that are still connected (PeerLedger)."""
         mon = self._monitor
+        ledger = self._ledger
         if mon is None:
-            return self._peers
+            self._peers = peers = ledger.peers
+            return peers
         while True:
             try:
                 parts = mon.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
-                return self._peers
+                self._peers = peers = ledger.peers
+                return peers
             msg = parse_monitor_message(parts)
             event = msg["event"]
+            endpoint = msg["endpoint"].decode("utf-8", "replace")
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self._peers += 1
+                ledger.succeeded(endpoint)
             elif event == zmq.EVENT_DISCONNECTED:
-                self._peers = max(0, self._peers - 1)
-            if self.discovery is not None:
-                self.discovery.on_monitor(event, msg["endpoint"].decode("utf-8", "replace"))
+                if ledger.closed(endpoint, int(msg["value"])):
+                    self._peer_left(endpoint)
+            elif event & _OPENED:
+                ledger.opened(endpoint, int(msg["value"]))
+            elif event & _FAILED:
+                ledger.failed(endpoint)
+                continue
+            else:
+                continue
+            if self.discovery is not None and not event & _OPENED:
+                self.discovery.on_monitor(event, endpoint)
+
+    def _peer_left(self, endpoint: str) -> None:
+        """A peer whose handshake had succeeded is gone (hook for subclasses)."""
 
     def close(self) -> int:
         """Close (idempotent). Returns how many received messages were discarded unread.

@@ -19,7 +19,7 @@ from .errors import WireError
 from .message import NO_HEADERS, Gap, Message, SocketStats
 from .topics import TopicFilter
 
-__all__ = ["GapHandler", "ReceiveCore", "SendCore"]
+__all__ = ["GapHandler", "PeerLedger", "ReceiveCore", "SendCore"]
 
 _log = logging.getLogger("peermq")
 
@@ -363,3 +363,119 @@ def token_for(node: str, stream: int) -> str:
     return f"{node}/{stream}"
 
 
+
+
+class _Book:
+    """One endpoint's connections, as the monitor tells of them (see PeerLedger)."""
+
+    __slots__ = ("counted", "failed", "losses", "open", "wins")
+
+    def __init__(self) -> None:
+        self.open: dict[int, None] = {}
+        """Connections (by fd) whose handshake outcome is not tied to them yet, oldest first."""
+        self.counted: set[int] = set()
+        self.failed: set[int] = set()
+        self.wins = 0
+        """Handshakes that succeeded, not tied to a connection yet: they count as peers."""
+        self.losses = 0
+        """Handshakes that failed, not tied to a connection yet."""
+
+
+class PeerLedger:
+    """Peers whose handshake succeeded and that have not left, from a socket's monitor events.
+
+    libzmq's monitor names a connection (its fd) when it opens and closes, but not when its
+    handshake succeeds or fails. So outcomes are tied to connections when that is certain:
+    when as many outcomes of one kind are untied as there are open connections. A connection
+    that closes untied is taken as one that never finished its handshake while any other open
+    one has no outcome yet, else as a failed one while failures are untied, else as a
+    success. A peer counts up only on a success and down only for a connection that counted:
+    refused and garbage-sending clients never move the count, and it is never negative.
+    Without open/close fds (events filtered upstream) it counts successes minus closes.
+    """
+
+    __slots__ = ("_books", "_where", "manual")
+
+    def __init__(self) -> None:
+        self._books: dict[str, _Book] = {}
+        self._where: dict[int, str] = {}
+        self.manual = 0
+        """Peers counted by the socket itself (inproc connects: the monitor reports none)."""
+
+    @property
+    def peers(self) -> int:
+        return self.manual + sum(len(b.counted) + b.wins for b in self._books.values())
+
+    def _book(self, endpoint: str) -> _Book:
+        book = self._books.get(endpoint)
+        if book is None:
+            book = self._books[endpoint] = _Book()
+        return book
+
+    def opened(self, endpoint: str, fd: int) -> None:
+        """A connection was accepted or made (before its handshake)."""
+        old = self._where.get(fd)
+        if old is not None:  # the fd was reused: its close event was lost
+            self.closed(old, fd)
+        self._where[fd] = endpoint
+        self._book(endpoint).open[fd] = None
+
+    def succeeded(self, endpoint: str) -> None:
+        book = self._book(endpoint)
+        book.wins += 1
+        self._settle(book)
+
+    def failed(self, endpoint: str) -> None:
+        book = self._book(endpoint)
+        book.losses += 1
+        self._settle(book)
+
+    def closed(self, endpoint: str, fd: int) -> bool:
+        """A connection ended; True if it was a peer (the count went down)."""
+        if self._where.get(fd) == endpoint:
+            del self._where[fd]
+        book = self._book(endpoint)
+        if fd in book.counted:
+            book.counted.discard(fd)
+            return True
+        if fd in book.failed:
+            book.failed.discard(fd)
+            return False
+        if fd not in book.open:  # never seen open (filtered events): successes minus closes
+            if book.wins:
+                book.wins -= 1
+                return True
+            return False
+        untied = len(book.open) - book.wins - book.losses
+        del book.open[fd]
+        down = False
+        if untied > 0:
+            pass  # one that never finished its handshake (garbage, a wrong socket type)
+        elif book.losses:
+            book.losses -= 1
+        elif book.wins:
+            book.wins -= 1
+            down = True
+        if not book.open:
+            book.wins = book.losses = 0  # nothing left to tie them to
+        self._settle(book)
+        return down
+
+    @staticmethod
+    def _settle(book: _Book) -> None:
+        n = len(book.open)
+        if not n:
+            return
+        excess = book.wins + book.losses - n
+        if excess > 0:  # an earlier close was misread: each open connection has one outcome
+            cut = min(excess, book.losses)
+            book.losses -= cut
+            book.wins -= excess - cut
+        if book.wins == n:
+            book.counted.update(book.open)
+            book.open.clear()
+            book.wins = 0
+        elif book.losses == n:
+            book.failed.update(book.open)
+            book.open.clear()
+            book.losses = 0
