@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -48,6 +49,8 @@ __all__ = ["Publisher", "Puller", "Pusher", "Subscriber"]
 _S = TypeVar("_S", bound="_Closing")
 # unasync: begin aliases
 Handler = Callable[[Message], "object | Awaitable[object]"]
+_NAP_FIRST = 0.0005  # a send that finds a full queue behind POLLOUT naps this long, then
+_NAP_MAX = 0.05  # doubles up to this
 # unasync: end aliases
 
 
@@ -128,15 +131,25 @@ class _Closing(SocketBase):
 class _Sending(SenderBase, _Closing):
     # unasync: begin send  (the blocking send inlines SenderBase._send_one: its hot path)
     async def _send_frame(self, frame: bytes, topic: str, count: int, unsent: int) -> bool:
-        """Send one frame of ``count`` messages, waiting for room up to ``send_timeout``."""
+        """Send one frame of ``count`` messages, waiting for room up to ``send_timeout``.
+
+        An XPUB says POLLOUT even while a subscriber's queue is full (libzmq's dist_t), so a
+        send that still finds no room naps, a little longer each time, until the deadline.
+        """
         sent = self._try_send(frame, topic, count, unsent, zmq.NOBLOCK)
         if sent is not None:
             return sent
-        end = deadline(self.options.send_timeout)
+        end = time.monotonic() + self.options.send_timeout
+        nap = _NAP_FIRST
         while await self._ready(self._live(), zmq.POLLOUT, end):
             sent = self._try_send(frame, topic, count, unsent, zmq.NOBLOCK)
             if sent is not None:
                 return sent
+            left = end - time.monotonic()
+            if left <= 0.0:
+                break
+            await asyncio.sleep(min(nap, left))
+            nap = min(nap * 2, _NAP_MAX)
         raise self._timed_out(topic, unsent)
 
     async def send(
