@@ -22,10 +22,11 @@ from rich.console import Console
 
 import peermq
 from peermq.cli import cli
-from peermq.config import SecurityOptions
+from peermq.config import DiscoveryOptions, SecurityOptions
 from peermq.security import TrustStore, init_keys
-from peermq.tap import Event, NodeRefused, Tap, TapGap
+from peermq.tap import Event, NodeFound, NodeRefused, Tap, TapGap
 
+from ..network.conftest import REASON, in_private_namespace
 from .test_tap import gather, joined, messages, peer, ready, say, seqs_by_sender
 from .test_tap_cli import lines_until, tap
 
@@ -174,3 +175,33 @@ def test_a_secure_cli_tap_with_no_key_pinned_for_a_remote_mirror_says_so(
     assert result.exit_code == 1, result.output
     assert "no trusted key for tcp://192.0.2.1:7000" in result.stderr
     assert "peermq keys trust" in result.stderr
+
+
+@pytest.mark.network
+@pytest.mark.skipif(not in_private_namespace(), reason=REASON)
+def test_a_mirror_found_by_mdns_is_reached_with_the_key_its_fingerprint_selects(
+    keys: dict[str, Path], tmp_path: Path,
+) -> None:
+    """The finder trusts the node's key under a name only, for no address: the fingerprint in
+    the mirror's TXT record selects that key; without it the tap would expect its own."""
+    finder = tmp_path / "finder"
+    pair = init_keys(finder)
+    TrustStore(keys["node"] / "trusted").trust(pair.public, "finder")
+    TrustStore(finder / "trusted").trust((keys["node"] / "node.pub").read_text().strip(), "api")
+    with contextlib.ExitStack() as stack:
+        pub, mirror, data = stack.enter_context(
+            secure_peer(keys["node"], "pub", "mdns.s", "30", "--service", "prices"))
+        node = stack.enter_context(peermq.Node(
+            mirror=None, discovery=DiscoveryOptions(),
+            security=SecurityOptions(keys_dir=str(finder))))
+        watcher = stack.enter_context(Tap(node=node))
+        watcher.discover(node.discovery)
+        events = gather(watcher, joined(1), timeout=20.0)
+        (found,) = [e for e in events if isinstance(e, NodeFound)]
+        assert found.endpoint == mirror and not refused(events)
+        sub = stack.enter_context(peermq.Subscriber(node=stack.enter_context(
+            secure(keys["sub"])), connect=data))
+        say(pub, "go")
+        assert len([sub.recv(timeout=15.0) for _ in range(30)]) == 30
+        events = gather(watcher, lambda ev: len(messages(ev)) >= 30)
+        assert [m.seq for m in messages(events)] == list(range(1, 31))
