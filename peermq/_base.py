@@ -138,6 +138,9 @@ class SocketBase:
     def _setup(self) -> None:
         """Socket-kind specific setup before any bind or connect."""
 
+    def _farewell(self) -> None:
+        """Last words to the peers before the socket closes (publishers say goodbye)."""
+
     def _discard_unread(self) -> int:
         """Drop what was received but not read; return how many messages that was."""
         return 0
@@ -312,6 +315,7 @@ class SocketBase:
             self.discovery.close()  # goodbyes; stop watching the monitor before it closes
         discarded = 0
         try:
+            self._farewell()
             discarded = self._discard_unread()
         finally:
             self._sock = None

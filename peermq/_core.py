@@ -191,6 +191,10 @@ class ReceiveCore:
             if (node, stream) not in self.publishers:
                 _log.debug("publisher.welcome node=%s stream=%s name=%s", node, stream, name)
             self.publishers[(node, stream)] = name
+        elif frame[:2] == wire.MARKER:
+            left = decode_goodbye(frame)
+            if left is not None and self.publishers.pop(left, None) is not None:
+                _log.debug("publisher.goodbye node=%s stream=%s", *left)
         # other control frames (addressed to other subscribers) are not ours: ignore them
 
     def _gap(self, node: str, stream: int, raw: bytes, topic: str, first: int, lost: int) -> None:
@@ -356,6 +360,30 @@ class ReceiveCore:
     def drain_outbox(self) -> list[bytes]:
         out, self.outbox = self.outbox, []
         return out
+
+
+def encode_goodbye(token: str, node: str, stream: int) -> bytes:
+    """A closing publisher's goodbye to the subscriber ``token`` (docs/protocol.md, section 4).
+
+    It starts with that subscriber's marker subscription, so the XPUB passes it to them.
+    """
+    packed: bytes = _packb([wire.VERSION, node, stream])
+    return wire.marker_subscription(token) + b"\x00" + packed
+
+
+def decode_goodbye(frame: bytes) -> tuple[str, int] | None:
+    """The (node, stream) that says goodbye, or None if ``frame`` is not a valid goodbye."""
+    cut = frame.find(0, 2)
+    if cut < 0:
+        return None
+    try:
+        fields = _unpackb(frame[cut + 1 :], raw=False)
+    except Exception:
+        return None
+    if (type(fields) is not list or len(fields) < 3 or fields[0] != wire.VERSION
+            or type(fields[1]) is not str or type(fields[2]) is not int):
+        return None
+    return fields[1], fields[2]
 
 
 def token_for(node: str, stream: int) -> str:

@@ -15,7 +15,7 @@ import zmq
 
 from . import _zmq, wire
 from ._base import Endpoints, SocketBase
-from ._core import GapHandler, ReceiveCore, SendCore, token_for
+from ._core import GapHandler, ReceiveCore, SendCore, encode_goodbye, token_for
 from ._zmq import Kind
 from .config import AckMode, HeaderMatch, History, OnFull, SocketOptions, SpoolOptions
 from .errors import ClosedError, ConfigError, EncodeError, SendTimeoutError
@@ -246,6 +246,19 @@ class PublisherBase(SenderBase):
                 return
             upstream(frame)
 
+    def _farewell(self) -> None:
+        """Tell each subscriber this publisher is leaving; best effort, never blocks."""
+        sock = self._sock
+        if sock is None:
+            return
+        self._service()
+        enc = self._core.encoder
+        for token in self._core.subscribers:
+            try:
+                sock.send(encode_goodbye(token, enc.node, enc.stream), zmq.NOBLOCK)
+            except zmq.ZMQError:
+                return  # a full queue: the subscribers' monitors see the connection end
+
     @property
     def subscribers(self) -> int:
         """Subscribers connected with their subscriptions in force."""
@@ -363,6 +376,9 @@ class ReceiverBase(SocketBase):
             msg = accept(frame)
             if msg is not None:
                 out.append(msg)
+            else:
+                # a malformed frame may have started screening, which swaps the receive
+                recv = self._recv_raw
         if core.outbox:
             self._flush_outbox()
         return out
@@ -459,9 +475,15 @@ class SubscriberBase(ReceiverBase):
 
     @property
     def publishers(self) -> int:
-        """Publishers that have welcomed this subscriber (connections made)."""
+        """Publishers that have welcomed this subscriber and not said goodbye."""
         self._pump()
         return len(self._rcore.publishers)
+
+    @property
+    def publisher_names(self) -> dict[str, str]:
+        """Node id -> node name of the publishers counted in ``publishers``."""
+        self._pump()
+        return {node: name for (node, _), name in self._rcore.publishers.items()}
 
 
 class PullerBase(ReceiverBase):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -220,3 +222,46 @@ def test_many_publishers_one_subscriber() -> None:
         finally:
             for p in pubs:
                 p.close()
+
+
+def test_a_publisher_that_closes_leaves_the_count_and_the_names() -> None:
+    node = peermq.Node(name="three")
+    try:
+        pubs = [peermq.Publisher(bind="tcp://127.0.0.1:*", node=node) for _ in range(3)]
+        with peermq.Subscriber(connect=[p.endpoints[0] for p in pubs],
+                               topics=["orders.>"]) as sub:
+            for p in pubs:  # a bound publisher attaches its peer (and welcomes it) as it runs
+                p.wait_for_subscribers(1, timeout=5.0)
+            assert sub.wait_for_publishers(3, timeout=5.0) == 3
+            assert sub.publisher_names == {node.id: "three"}
+            pubs[0].close()  # its goodbye reaches a subscriber of other topics too
+            end = time.monotonic() + 5.0
+            while sub.publishers != 2 and time.monotonic() < end:
+                with contextlib.suppress(TimeoutError):
+                    sub.recv(timeout=0.05)
+            assert sub.publishers == 2
+            assert sub.stats().peers == 2
+            pubs[1].send("orders.x", 1)
+            assert sub.recv(timeout=5.0).data == 1
+    finally:
+        for p in pubs:
+            p.close()
+        node.close()
+
+
+def test_a_malformed_goodbye_is_ignored_and_changes_nothing() -> None:
+    from peermq._core import decode_goodbye  # noqa: PLC0415
+
+    assert decode_goodbye(b"\xffSabc") is None            # no separator
+    assert decode_goodbye(b"\xffSabc\x00\xc1") is None    # msgpack that does not decode
+    assert decode_goodbye(b"\xffSabc\x00\x93\x02\xa1n\x01") is None  # another version
+    assert decode_goodbye(b"\xffSabc\x00\x93\x01\x01\x01") is None   # node not a str
+    with peermq.Publisher(bind="tcp://127.0.0.1:*") as pub, \
+            peermq.Subscriber(connect=pub.endpoints[0]) as sub:
+        pub.wait_for_subscribers(1, timeout=5.0)
+        assert sub.wait_for_publishers(1, timeout=5.0) == 1
+        pub._live().send(b"\xffS" + sub.token.encode() + b"\x00junk")
+        pub.send("after", 2)
+        assert sub.recv(timeout=5.0).data == 2
+        assert sub.publishers == 1
+        assert sub.stats().malformed == 0
