@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.mirror            # about a minute
     .venv/bin/python -m bench.mirror --quick    # seconds
     .venv/bin/python -m bench.mirror --json out.json
+    .venv/bin/python -m bench.mirror --secure   # every node (and the tap) with CURVE on
 
 Variants, measured in turns (A B C D, A B C D, ...) so that drift hits them all alike:
 
@@ -17,7 +18,9 @@ one CPU; with ``--subscriber`` a subscriber process (on the other CPU) drains th
 subscribes and the figure is the send path alone, where a per-message cost shows most. One
 warm-up turn is not counted. The figure compared is each variant's best turn (as timeit does:
 on a shared machine the other turns measure the neighbours too); medians are shown as well.
-docs/performance.md ("Tap mirror") explains the results.
+docs/performance.md ("Tap mirror") explains the results. With ``--secure`` every node has
+CURVE on (one key directory made for the run, so the tap and the subscribers hold the node's
+own key): the mirror is then a CURVE server, and the tapped copies travel encrypted.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import multiprocessing as mp
 import os
 import statistics
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable
@@ -42,7 +46,8 @@ if not __package__:  # run as a script: python bench/mirror.py
 import zmq
 
 import peermq
-from peermq import _kinds, wire
+from peermq import _kinds, _zmq, wire
+from peermq.security import load_keys
 from peermq.tap import Tap, TapMessage
 
 TOPIC = "bench.mirror"
@@ -80,12 +85,21 @@ def _pin(which: int) -> None:
         os.sched_setaffinity(0, {cpus[which]})
 
 
-def drain(endpoint: str, ctl: Connection) -> None:
+def _node(keys: str | None, *, mirror: bool = True) -> peermq.Node:
+    """A node of the run: with ``keys``, CURVE on with the run's key directory."""
+    security = peermq.SecurityOptions(keys_dir=keys) if keys else None
+    return peermq.Node(security=security, **({} if mirror else {"mirror": None}))
+
+
+def drain(endpoint: str, ctl: Connection, keys: str | None) -> None:
     """Subscriber process: read everything from ``endpoint`` until told to stop."""
     _pin(1)
     ctx = zmq.Context()
     sub = ctx.socket(zmq.XSUB)
     sub.setsockopt(zmq.RCVHWM, 0)
+    if keys:  # the publisher's own key pair: its authenticator lets it in
+        pair = load_keys(keys, create=False)
+        _zmq.curve_client(sub, pair.public, pair.secret, pair.public)
     sub.connect(endpoint)
     sub.send(b"\x01")  # everything, then the marker a peermq publisher counts subscribers by
     sub.send(b"\x01" + wire.marker_subscription(f"bench-{os.getpid()}/1"))
@@ -104,10 +118,10 @@ def drain(endpoint: str, ctl: Connection) -> None:
     ctx.term()
 
 
-def watch(endpoint: str, ctl: Connection) -> None:
+def watch(endpoint: str, ctl: Connection, keys: str | None) -> None:
     """Tap process: read every copy from the mirror at ``endpoint`` until told to stop."""
     _pin(1)
-    with peermq.Node(mirror=None) as node, Tap(node=node, connect=endpoint) as tap:
+    with _node(keys, mirror=False) as node, Tap(node=node, connect=endpoint) as tap:
         ctl.send("ready")
         seen = 0
         while not ctl.poll(0):
@@ -120,10 +134,11 @@ def watch(endpoint: str, ctl: Connection) -> None:
         ctl.send(seen)
 
 
-def _start(target: Callable[[str, Connection], None], endpoint: str) -> tuple[Any, Connection]:
+def _start(target: Callable[[str, Connection, str | None], None], endpoint: str,
+           keys: str | None) -> tuple[Any, Connection]:
     ctx = mp.get_context("spawn")
     mine, theirs = ctx.Pipe()
-    proc = ctx.Process(target=target, args=(endpoint, theirs), daemon=True)
+    proc = ctx.Process(target=target, args=(endpoint, theirs, keys), daemon=True)
     proc.start()
     if not mine.poll(30) or mine.recv() != "ready":
         raise RuntimeError(f"{target.__name__} did not start")
@@ -168,11 +183,11 @@ def one_turn(pub: peermq.Publisher, count: int, batch: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def measure(count: int, turns: int, batch: int, subscriber: bool) -> dict[str, list[float]]:
+def measure(count: int, turns: int, batch: int, subscriber: bool, keys: str | None = None
+            ) -> dict[str, list[float]]:
     rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
     opts = peermq.SocketOptions(send_hwm=1_000_000)
-    with peermq.Node(mirror=None) as bare, peermq.Node() as mirrored, \
-            peermq.Node() as tapped:
+    with _node(keys, mirror=False) as bare, _node(keys) as mirrored, _node(keys) as tapped:
         pubs = {
             "no hook": NoHookPublisher(node=bare, bind="tcp://127.0.0.1:*", options=opts),
             "hook, no mirror": peermq.Publisher(node=bare, bind="tcp://127.0.0.1:*",
@@ -182,8 +197,9 @@ def measure(count: int, turns: int, batch: int, subscriber: bool) -> dict[str, l
             "tapped": peermq.Publisher(node=tapped, bind="tcp://127.0.0.1:*", options=opts),
         }
         assert mirrored.mirror is not None and tapped.mirror is not None
-        helpers = [_start(drain, p.endpoints[0]) for p in pubs.values()] if subscriber else []
-        helpers.append(_start(watch, tapped.mirror.endpoints[0]))
+        helpers = [_start(drain, p.endpoints[0], keys) for p in pubs.values()] \
+            if subscriber else []
+        helpers.append(_start(watch, tapped.mirror.endpoints[0], keys))
         for pub in pubs.values():
             if subscriber:
                 pub.wait_for_subscribers(1, timeout=10.0)
@@ -228,17 +244,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="few, short turns (a smoke run)")
     ap.add_argument("--subscriber", action="store_true",
                     help="a subscriber process drains each publisher")
+    ap.add_argument("--secure", action="store_true",
+                    help="CURVE on for every node, the tap and the subscribers")
     ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
     args = ap.parse_args(argv)
     _pin(0)
+    if args.secure:
+        with tempfile.TemporaryDirectory(prefix="peermq-bench-keys-") as keys:
+            return _run(args, keys)
+    return _run(args, None)
+
+
+def _run(args: argparse.Namespace, keys: str | None) -> int:
     count, turns = (20_000, 3) if args.quick else (100_000, 40)
     results: dict[str, Any] = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                                "peermq": peermq.__version__, "count": count, "turns": turns,
-                               "subscriber": args.subscriber}
+                               "subscriber": args.subscriber, "secure": keys is not None}
     for title, batch in (("send(), 64 B", 0), ("send_many() of 100, 64 B", 100)):
         # batches go faster: five times as many keep a turn long against the mirror
         # thread's drain_interval, which the tapped turn waits for at its end
-        rates = measure(count * 5 if batch else count, turns, batch, args.subscriber)
+        rates = measure(count * 5 if batch else count, turns, batch, args.subscriber, keys)
         lines, figures = report(title, rates)
         print("\n".join(lines), flush=True)
         print(f"(tapped: {rates['_tapped_sent'][0]:,.0f} sent, {rates['_mirror_lost'][0]:,.0f} "
