@@ -15,7 +15,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from ..config import Fsync
@@ -408,6 +408,18 @@ class Log:
                 return b"", []
             return self._read_segment(seg, max(seq, seg.first), upto, max_bytes)
         return b"", []
+
+    def bodies(self, start: int, upto: int) -> Iterator[tuple[int, bytes]]:
+        """(seq, body) of each record from ``start`` to ``upto``, read a MiB at a time."""
+        seq = start
+        while seq <= upto:
+            data, found = self.read(seq, upto, 1 << 20)
+            if not found:
+                return
+            ends = [o for _, o in found[1:]] + [len(data)]
+            for (s, off), end in zip(found, ends, strict=True):
+                yield s, data[off + rec.HEADER : end]
+            seq = found[-1][0] + 1
 
     def _read_segment(
         self, seg: Segment, seq: int, upto: int, max_bytes: int

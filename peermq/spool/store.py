@@ -11,6 +11,9 @@ Layout of the directory::
 
 Threads: ``append`` is called by the sending thread; everything else by the one thread that
 runs the links (or by the owner before that thread starts and after it ends).
+
+SpoolBase is what this queue and a publisher's log (stream.py) share: the directory, its two
+logs, the checkpoint file, opening with recovery and closing.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import secrets
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import msgpack
 
@@ -33,12 +36,13 @@ from ._files import DirLock, os_error, read_small, write_atomic
 from .log import Log, Recovery
 from .state import Deliveries
 
-__all__ = ["Spool", "SpoolStats", "open_directory"]
+__all__ = ["Spool", "SpoolBase", "SpoolStats", "open_directory"]
 
 _log = logging.getLogger(__name__)
 FORMAT = 1
 RECORD_OVERHEAD = 1024
 """Room for a record's header and a message's envelope beyond ``max_message_size``."""
+_S = TypeVar("_S", bound="SpoolBase")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +103,20 @@ def open_directory(path: str | os.PathLike[str], kind: str) -> tuple[str, DirLoc
         raise
 
 
-class Spool:
-    """Messages on disk until acknowledged, with delivery state, dead letters and retention."""
+class SpoolBase:
+    """A spool directory of one kind, locked: its message log, dead letters and checkpoint.
+
+    Opening recovers both logs (see Log.open) and hands the checkpoint to ``_restore``;
+    closing flushes, writes a last checkpoint and releases the directory. Spool (a queue)
+    and StreamLog (a publisher's log) add their delivery models on top.
+    """
+
+    KIND: ClassVar[str]
+    """``meta``'s kind: a directory of another kind is refused."""
+    EVENT: ClassVar[str]
+    """Prefix of the log events of this kind of spool."""
+    DEAD_FLUSHED: ClassVar[bool]
+    """Flush each dead letter at once (unless Fsync.NEVER): when it has left the log."""
 
     def __init__(
         self,
@@ -113,69 +129,73 @@ class Spool:
         options = options or SpoolOptions()
         if not isinstance(options, SpoolOptions):
             raise ConfigError(f"options must be a SpoolOptions, got {type(options).__name__}")
+        dead_fsync = options.fsync
+        if self.DEAD_FLUSHED and options.fsync is not Fsync.NEVER:
+            dead_fsync = Fsync.ALWAYS
         self.options = options
         self._clock = clock
-        self.path, self._lock, self.id = open_directory(path, "queue")
-        try:
-            self._open(max_record + RECORD_OVERHEAD)
-        except BaseException:
-            self._lock.release()
-            raise
-        self._closed = False
-
-    def _open(self, max_record: int) -> None:
-        opts = self.options
-        self._checkpoint_path = os.path.join(self.path, "checkpoint")
-        self.checkpoint_damaged = False
-        try:
-            ck = read_small(self._checkpoint_path)
-        except SpoolError as exc:
-            # everything is then unacknowledged: delivered again, never lost
-            _log.warning("spool.checkpoint_damaged path=%s error=%s", self.path, exc)
-            ck, self.checkpoint_damaged = None, True
-        ck = ck if isinstance(ck, dict) and ck.get("id") == self.id else {}
-        cursor = int(ck.get("cursor", 1))
+        self.path, self._lock, self.id = open_directory(path, self.KIND)
         quarantine = os.path.join(self.path, "quarantine")
+        self._checkpoint_path = os.path.join(self.path, "checkpoint")
         self.log = Log(os.path.join(self.path, "log"), kind=rec.Kind.MESSAGE,
-                       segment_bytes=opts.segment_bytes, max_record=max_record,
-                       fsync=opts.fsync, quarantine=quarantine)
+                       segment_bytes=options.segment_bytes,
+                       max_record=max_record + RECORD_OVERHEAD, fsync=options.fsync,
+                       quarantine=quarantine)
         self.dead = Log(os.path.join(self.path, "dead"), kind=rec.Kind.DEAD,
-                        segment_bytes=opts.segment_bytes, max_record=max_record + 256,
-                        fsync=Fsync.ALWAYS if opts.fsync is not Fsync.NEVER else Fsync.NEVER,
+                        segment_bytes=options.segment_bytes,
+                        max_record=max_record + RECORD_OVERHEAD + 256, fsync=dead_fsync,
                         quarantine=quarantine)
+        self.checkpoint_damaged = False
+        self._saved: object = None
         try:
-            self.recovery: Recovery = self.log.open(first_seq=cursor)
+            saved = self._load_checkpoint()
+            self.recovery: Recovery = self.log.open(first_seq=self._resume_seq(saved))
             self.dead_recovery: Recovery = self.dead.open()
+            self.dead_count = self.dead.recovery.records
+            """Dead letters held."""
+            self._restore(saved)
         except BaseException:
             self.log.close()
             self.dead.close()
+            self._lock.release()
             raise
-        first = self.log.first_seq()
-        unacked = [(int(s), int(n)) for s, n in ck.get("unacked", ()) if int(s) >= first]
-        self.deliveries = Deliveries(opts, cursor=max(cursor, first), unacked=unacked,
-                                     now=self._clock())
-        self._requeued_path = os.path.join(self.path, "dead", "requeued")
-        self._requeued = self._load_requeued()
-        self._dead_count = sum(1 for s, _ in self._dead_records() if s not in self._requeued)
-        self._saved: Any = None
         self._last_checkpoint = self._clock()
+        self._closed = False
         if not self.recovery.clean:
-            _log.warning("spool.recovered path=%s damage=%d", self.path,
+            _log.warning("%s.recovered path=%s damage=%d", self.EVENT, self.path,
                          len(self.recovery.damage))
+
+    def _load_checkpoint(self) -> dict[str, Any]:
+        """The checkpoint as msgpack gave it (checked field by field where used); {} if none."""
+        try:
+            got = read_small(self._checkpoint_path)
+        except SpoolError as exc:
+            # everything is then unacknowledged: delivered again, never lost
+            _log.warning("%s.checkpoint_damaged path=%s error=%s", self.EVENT, self.path, exc)
+            self.checkpoint_damaged = True
+            return {}
+        return got if isinstance(got, dict) and got.get("id") == self.id else {}
+
+    def _resume_seq(self, saved: dict[str, Any]) -> int:
+        """The seq the log must not hand out again even if its newest segment is lost."""
+        raise NotImplementedError
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        """Rebuild the delivery state from the checkpoint, once both logs are open."""
+        raise NotImplementedError
+
+    def _restored(self, saved: dict[str, Any], now: float) -> tuple[Deliveries, int]:
+        """Deliveries of one cursor from its checkpointed ``cursor`` and ``unacked`` (what
+        retention deleted is left out); and the saved cursor, which may be below the log."""
+        first = self.log.first_seq()
+        cursor = int(saved.get("cursor", first))
+        unacked = [(int(s), int(n)) for s, n in saved.get("unacked", ()) if int(s) >= first]
+        return Deliveries(self.options, cursor=max(cursor, first), unacked=unacked,
+                          now=now), cursor
 
     # -- the sending thread
     def append(self, frames: Sequence[bytes]) -> int:
-        """Store ``frames``; returns the last seq. SpoolFullError past ``max_bytes``."""
-        if self.log.size >= self.options.max_bytes:
-            raise SpoolFullError(
-                f"spool {self.path} is full: {self.log.size} bytes of max_bytes="
-                f"{self.options.max_bytes}; acknowledgements free whole segments"
-            )
         return self.log.append(frames)
-
-    @property
-    def full(self) -> bool:
-        return self.log.size >= self.options.max_bytes
 
     # -- the link thread
     def sync(self) -> int:
@@ -189,25 +209,103 @@ class Spool:
     def read(self, seq: int, upto: int, max_bytes: int) -> tuple[bytes, list[tuple[int, int]]]:
         return self.log.read(seq, upto, max_bytes)
 
-    def bury(self, seqs: Sequence[int], reason: str) -> int:
-        """Move ``seqs`` to the dead letters (durably), then stop tracking them."""
+    def _bury(self, deliveries: Deliveries, seqs: Sequence[int], reason: str) -> int:
+        """Copy ``seqs`` to the dead letters (with their delivery counts and ``reason``), then
+        stop tracking them in ``deliveries``; returns how many were still held."""
         bodies: list[bytes] = []
         now = time.time()
         for seq in seqs:
             data, found = self.log.read(seq, seq, 0)
-            if not found or found[0][0] != seq:
-                continue
-            body = data[rec.HEADER :]
-            count = self.deliveries.attempts.get(seq, 0)
-            bodies.append(msgpack.packb([seq, count, reason, now, body], use_bin_type=True))
+            if found and found[0][0] == seq:
+                count = deliveries.attempts.get(seq, 0)
+                bodies.append(msgpack.packb([seq, count, reason, now, data[rec.HEADER :]],
+                                            use_bin_type=True))
         if bodies:
             self.dead.append(bodies)
-            self._dead_count += len(bodies)
-            _log.warning("spool.dead_letter path=%s count=%d reason=%s", self.path,
+            self.dead_count += len(bodies)
+            _log.warning("%s.dead_letter path=%s count=%d reason=%s", self.EVENT, self.path,
                          len(bodies), reason)
-        self.deliveries.forget(seqs)
-        self.deliveries.dead += len(bodies)
+        deliveries.forget(seqs)
+        deliveries.dead += len(bodies)
         return len(bodies)
+
+    def _due(self, force: bool) -> bool:
+        """True (and the clock restarted) if a checkpoint is due: forced, or the interval is up."""
+        now = self._clock()
+        if not force and now - self._last_checkpoint < self.options.checkpoint_interval:
+            return False
+        self._last_checkpoint = now
+        return True
+
+    def _save(self, state: object, fields: dict[str, object]) -> None:
+        """Write the checkpoint (atomically) with ``fields``, unless ``state`` is as last saved."""
+        if state != self._saved:
+            write_atomic(self._checkpoint_path, {"id": self.id, **fields, "time": time.time()},
+                         sync=self.options.fsync is not Fsync.NEVER)
+            self._saved = state
+
+    def checkpoint(self, *, force: bool = False) -> object:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Flush, write a last checkpoint, release the directory (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.log.failed is None:
+                self.log.sync()
+                self.checkpoint(force=True)
+        except SpoolError as exc:
+            # what was stored is safe; acks since the last checkpoint come back as redeliveries
+            _log.error("%s.close_checkpoint_failed path=%s error=%s", self.EVENT, self.path, exc)
+        finally:
+            self.log.close()
+            self.dead.close()
+            self._lock.release()
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path} id={self.id}>"
+
+
+class Spool(SpoolBase):
+    """Messages on disk until acknowledged, with delivery state, dead letters and retention."""
+
+    KIND = "queue"
+    EVENT = "spool"
+    DEAD_FLUSHED = True
+
+    def _resume_seq(self, saved: dict[str, Any]) -> int:
+        return int(saved.get("cursor", 1))
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        self.deliveries, _ = self._restored(saved, self._clock())
+        self._requeued_path = os.path.join(self.path, "dead", "requeued")
+        self._requeued = self._load_requeued()
+        self.dead_count = sum(1 for s, _ in self._dead_records() if s not in self._requeued)
+
+    def append(self, frames: Sequence[bytes]) -> int:
+        """Store ``frames``; returns the last seq. SpoolFullError past ``max_bytes``."""
+        if self.log.size >= self.options.max_bytes:
+            raise SpoolFullError(
+                f"spool {self.path} is full: {self.log.size} bytes of max_bytes="
+                f"{self.options.max_bytes}; acknowledgements free whole segments"
+            )
+        return self.log.append(frames)
+
+    @property
+    def full(self) -> bool:
+        return self.log.size >= self.options.max_bytes
+
+    def bury(self, seqs: Sequence[int], reason: str) -> int:
+        """Move ``seqs`` to the dead letters (durably), then stop tracking them."""
+        return self._bury(self.deliveries, seqs, reason)
 
     def _load_requeued(self) -> set[int]:
         try:
@@ -219,14 +317,7 @@ class Spool:
 
     def _dead_records(self) -> Iterator[tuple[int, bytes]]:
         """(dead seq, body) of every dead letter held (requeued ones too)."""
-        seq, last = self.dead.first_seq(), self.dead.last_seq
-        while seq <= last:
-            data, found = self.dead.read(seq, last, 1 << 20)
-            if not found:
-                return
-            for s, off in found:
-                yield s, data[off + rec.HEADER : off + rec.record_length(data, off)]
-            seq = found[-1][0] + 1
+        return self.dead.bodies(self.dead.first_seq(), self.dead.last_seq)
 
     def requeue(self, seqs: Collection[int] | None = None) -> int:
         """Put dead letters back in the queue as new messages: all, or those of these seqs.
@@ -248,8 +339,8 @@ class Spool:
         self.log.append(frames)
         self.log.sync()
         self._requeued.update(chosen)
-        self._dead_count -= len(chosen)
-        if self._dead_count == 0:
+        self.dead_count -= len(chosen)
+        if self.dead_count == 0:
             self.dead.roll()
             self.dead.delete_before(self.dead.next_seq)
             self._requeued = set()
@@ -259,18 +350,11 @@ class Spool:
 
     def checkpoint(self, *, force: bool = False) -> bool:
         """Write the delivery state (atomically) if it changed and it is time; then retain."""
-        now = self._clock()
-        if not force and now - self._last_checkpoint < self.options.checkpoint_interval:
+        if not self._due(force):
             return False
-        self._last_checkpoint = now
         cursor, unacked = self.deliveries.snapshot()
-        state = (cursor, unacked)
         try:
-            if state != self._saved:
-                write_atomic(self._checkpoint_path, {
-                    "id": self.id, "cursor": cursor, "unacked": unacked, "time": time.time(),
-                }, sync=self.options.fsync is not Fsync.NEVER)
-                self._saved = state
+            self._save((cursor, unacked), {"cursor": cursor, "unacked": unacked})
         finally:
             # deleting acknowledged segments needs no checkpoint (a restart without one
             # only delivers again what is left), and it is what frees a full disk
@@ -335,32 +419,7 @@ class Spool:
             bytes=self.log.size, segments=len(segs), first_seq=first, last_seq=last,
             durable_seq=self.log.durable_seq, cursor=d.cursor, unacked=len(d.attempts),
             in_flight=d.in_flight, retrying=d.retrying, pending=never + len(d.attempts),
-            acked=d.acked, redelivered=d.redelivered, dead=self._dead_count,
+            acked=d.acked, redelivered=d.redelivered, dead=self.dead_count,
             damaged=len(self.recovery.damage) + len(self.dead_recovery.damage),
         )
 
-    def close(self) -> None:
-        """Flush, write a last checkpoint, release the directory (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if self.log.failed is None:
-                self.log.sync()
-                self.checkpoint(force=True)
-        except SpoolError as exc:
-            # what was stored is safe; acks since the last checkpoint come back as redeliveries
-            _log.error("spool.close_checkpoint_failed path=%s error=%s", self.path, exc)
-        finally:
-            self.log.close()
-            self.dead.close()
-            self._lock.release()
-
-    def __enter__(self) -> Spool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<Spool {self.path} id={self.id}>"

@@ -14,25 +14,18 @@ Layout: as a queue spool (store.py), with ``kind`` "log" and consumers in the ch
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
-
 from .. import wire
-from ..config import Fsync, SpoolOptions
-from ..errors import ConfigError, SpoolError, WireError
+from ..errors import WireError
 from ..topics import TopicFilter
-from . import _records as rec
-from ._files import read_small, write_atomic
 from .link import Hello
-from .log import Log, Recovery
 from .state import Deliveries
-from .store import RECORD_OVERHEAD, open_directory
+from .store import SpoolBase
 
 __all__ = ["Consumer", "StreamLog"]
 
@@ -84,84 +77,29 @@ class Consumer:
             self._cache.clear()
 
 
-class StreamLog:
+class StreamLog(SpoolBase):
     """The log of a spooled publisher, and its consumers. Threads: as Spool (store.py)."""
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        options: SpoolOptions | None = None,
-        *,
-        max_record: int = 8 * 1024 * 1024,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        options = options or SpoolOptions()
-        if not isinstance(options, SpoolOptions):
-            raise ConfigError(f"options must be a SpoolOptions, got {type(options).__name__}")
-        self.options = options
-        self._clock = clock
-        self.path, self._lock, self.id = open_directory(path, "log")
-        try:
-            self.log = Log(os.path.join(self.path, "log"), kind=rec.Kind.MESSAGE,
-                           segment_bytes=options.segment_bytes,
-                           max_record=max_record + RECORD_OVERHEAD, fsync=options.fsync,
-                           quarantine=os.path.join(self.path, "quarantine"))
-            self.dead = Log(os.path.join(self.path, "dead"), kind=rec.Kind.DEAD,
-                            segment_bytes=options.segment_bytes,
-                            max_record=max_record + RECORD_OVERHEAD + 256,
-                            fsync=options.fsync, quarantine=os.path.join(self.path, "quarantine"))
-            self._checkpoint_path = os.path.join(self.path, "checkpoint")
-            saved = self._load()
-            self.recovery: Recovery = self.log.open(first_seq=int(saved.get("next", 1)))
-            self.dead_recovery: Recovery = self.dead.open()
-        except BaseException:
-            self.log.close()
-            self.dead.close()
-            self._lock.release()
-            raise
+    KIND = "log"
+    EVENT = "stream"
+    DEAD_FLUSHED = False  # a dead letter here is a copy: the message stays in the log
+
+    def _resume_seq(self, saved: dict[str, Any]) -> int:
+        return int(saved.get("next", 1))
+
+    def _restore(self, saved: dict[str, Any]) -> None:
         consumers = saved.get("consumers")
-        self._saved_state: dict[str, Any] = consumers if isinstance(consumers, dict) else {}
         self.consumers: dict[str, Consumer] = {}
         """Durable consumers, linked or not, by name."""
         self._linked: dict[Hashable, Consumer] = {}
-        self._last_checkpoint = self._clock()
-        self._written: object = None
-        self.dead_count = self.dead.recovery.records
         now = self._clock()
         first = self.log.first_seq()
-        for name, st in self._saved_state.items():
-            cursor = int(st.get("cursor", first))
-            unacked = [(int(s), int(n)) for s, n in st.get("unacked", ()) if int(s) >= first]
-            d = Deliveries(options, cursor=max(cursor, first), unacked=unacked, now=now)
+        for name, st in (consumers if isinstance(consumers, dict) else {}).items():
+            d, cursor = self._restored(st, now)
             c = Consumer(str(name), tuple(str(t) for t in st.get("topics", ())), d)
             if cursor < first:
                 c.gaps.append((cursor, first - 1))
             self.consumers[name] = c
-        self._closed = False
-
-    def _load(self) -> dict[str, Any]:
-        """The checkpoint as msgpack gave it (checked field by field where used)."""
-        try:
-            got = read_small(self._checkpoint_path)
-        except SpoolError as exc:
-            _log.warning("stream.checkpoint_damaged path=%s error=%s", self.path, exc)
-            return {}
-        return got if isinstance(got, dict) and got.get("id") == self.id else {}
-
-    # -- the sending thread
-    def append(self, frames: Sequence[bytes]) -> int:
-        return self.log.append(frames)
-
-    # -- the link thread
-    def sync(self) -> int:
-        return self.log.sync()
-
-    @property
-    def deliverable(self) -> int:
-        return self.log.durable_seq
-
-    def read(self, seq: int, upto: int, max_bytes: int) -> tuple[bytes, list[tuple[int, int]]]:
-        return self.log.read(seq, upto, max_bytes)
 
     def attach(self, rid: Hashable, hello: Hello, now: float) -> Consumer:
         """A subscriber said HELLO on ``rid``: its consumer, found by name or made anew.
@@ -205,17 +143,7 @@ class StreamLog:
 
     def _records(self, start: int) -> Sequence[tuple[int, bytes]]:
         """(seq, body) from ``start`` to the durable end (a generator would hold the lock)."""
-        out: list[tuple[int, bytes]] = []
-        seq, upto = start, self.log.durable_seq
-        while seq <= upto:
-            data, found = self.log.read(seq, upto, 1 << 20)
-            if not found:
-                break
-            ends = [o for _, o in found[1:]] + [len(data)]
-            for (s, o), e in zip(found, ends, strict=True):
-                out.append((s, data[o + rec.HEADER : e]))
-            seq = found[-1][0] + 1
-        return out
+        return list(self.log.bodies(start, self.log.durable_seq))
 
     def _seq_since(self, t: float) -> int:
         """First seq whose message was sent at or after wall time ``t``."""
@@ -261,38 +189,18 @@ class StreamLog:
 
     def bury(self, c: Consumer, seqs: list[int], reason: str) -> int:
         """Give up on ``seqs`` for consumer ``c``: kept in the dead letters with its name."""
-        bodies = []
-        now = time.time()
-        for seq in seqs:
-            data, found = self.log.read(seq, seq, 0)
-            if found and found[0][0] == seq:
-                count = c.deliveries.attempts.get(seq, 0)
-                why = f"{reason} ({c.name or 'anonymous'})"
-                bodies.append(msgpack.packb([seq, count, why, now, data[rec.HEADER :]],
-                                            use_bin_type=True))
-        if bodies:
-            self.dead.append(bodies)
-            self.dead_count += len(bodies)
-        c.deliveries.forget(seqs)
-        c.deliveries.dead += len(bodies)
-        return len(bodies)
+        return self._bury(c.deliveries, seqs, f"{reason} ({c.name or 'anonymous'})")
 
     def checkpoint(self, *, force: bool = False) -> list[Consumer]:
         """Write durable consumers' state (atomically) when due; retain; returns the linked
         consumers that have a gap to be told of."""
-        now = self._clock()
-        if not force and now - self._last_checkpoint < self.options.checkpoint_interval:
+        if not self._due(force):
             return []
-        self._last_checkpoint = now
         try:
             state = {name: {"cursor": c.deliveries.cursor, "topics": list(c.patterns),
                             "unacked": c.deliveries.snapshot()[1]}
                      for name, c in self.consumers.items()}
-            if state != self._written:
-                write_atomic(self._checkpoint_path, {
-                    "id": self.id, "next": self.log.next_seq, "consumers": state,
-                    "time": time.time()}, sync=self.options.fsync is not Fsync.NEVER)
-                self._written = state
+            self._save(state, {"next": self.log.next_seq, "consumers": state})
         finally:
             self.retain()
         return [c for c in self._linked.values() if c.gaps]
@@ -340,27 +248,6 @@ class StreamLog:
                           for name, c in self.consumers.items()},
             "dead": self.dead_count,
         }
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if self.log.failed is None:
-                self.log.sync()
-                self.checkpoint(force=True)
-        except SpoolError as exc:
-            _log.error("stream.close_checkpoint_failed path=%s error=%s", self.path, exc)
-        finally:
-            self.log.close()
-            self.dead.close()
-            self._lock.release()
-
-    def __enter__(self) -> StreamLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _ranges(seqs: list[int]) -> list[tuple[int, int]]:
