@@ -17,6 +17,7 @@ from ._kinds import PublisherBase
 from ._spool_link import Peer
 from ._spool_send import LinkSending
 from .config import SocketOptions, SpoolOptions
+from .discovery.txt import PeerKind, Service
 from .errors import ConfigError
 from .node import Node
 from .spool import link
@@ -34,6 +35,8 @@ class SpoolPublishing(LinkSending, PublisherBase):
 
     _model: StreamLog
     _mode = link.STREAM
+    _peer_kind = PeerKind.SPOOL_PUBLISHER
+    """What discovery announces (``service=``): its endpoint speaks spool links."""
 
     def __init__(
         self,
@@ -44,11 +47,8 @@ class SpoolPublishing(LinkSending, PublisherBase):
         options: SocketOptions | None = None,
         spool: str | os.PathLike[str] | StreamLog,
         spool_options: SpoolOptions | None = None,
-        service: object = None,
+        service: str | Service | None = None,
     ) -> None:
-        if service is not None:
-            raise ConfigError("service= (discovery) does not work with spool= yet: give "
-                              "bind= or connect= endpoints")
         if isinstance(spool, StreamLog):
             if spool_options is not None:
                 raise ConfigError("give spool_options to the StreamLog, not with an open one")
@@ -59,7 +59,8 @@ class SpoolPublishing(LinkSending, PublisherBase):
         else:
             raise ConfigError(f"spool must be a directory path, got {spool!r}")
         try:
-            super().__init__(bind=bind, connect=connect, node=node, options=options)
+            super().__init__(bind=bind, connect=connect, node=node, options=options,
+                             service=service)
             self._start_link()
         except BaseException:
             self.close()

@@ -22,6 +22,7 @@ from . import _zmq, wire
 from ._kinds import PullerBase, ReceiverBase
 from ._spool_link import LINK_KIND, LinkPeers, Peer, identity, setup_router
 from .config import AckMode, SocketOptions, SpoolOptions
+from .discovery.txt import PeerKind, Service
 from .errors import ConfigError, PeermqError, WireError
 from .message import NO_HEADERS, Delivery, SocketStats
 from .node import Node
@@ -154,6 +155,7 @@ class LinkReceiving(ReceiverBase):
                 if new is not None:
                     self._spools[new.hello.spool] = new.rid
                     self._links.answer(new)
+                    self._linked(new, True)
             elif kind == link.PING:
                 pass
             elif not self._frame(kind, frames):
@@ -170,6 +172,22 @@ class LinkReceiving(ReceiverBase):
         spool = peer.hello.spool
         if self._spools.get(spool) == peer.rid:
             del self._spools[spool]
+        self._linked(peer, False)
+
+    def _linked(self, peer: Peer, up: bool) -> None:
+        """Tell discovery a link to an endpoint it connected is up (HELLO said) or down.
+
+        For a spool link, a peer joins when it says HELLO, not at the ZeroMQ handshake: a
+        sender that does not speak the link never joins.
+        """
+        endpoint = self._links.aliases.get(peer.rid)
+        if self.discovery is not None and endpoint is not None:
+            self.discovery.on_link(endpoint, up)
+
+    def _count_peers(self) -> int:
+        """The link reads the monitor (discovery's wake-ups land here): linked senders."""
+        self._pump()
+        return len(self._links.peers)
 
     def _deliveries(self, frames: list[zmq.Frame]) -> None:
         rid = frames[0].bytes
@@ -364,6 +382,9 @@ class LinkReceiving(ReceiverBase):
 class SpoolReceiving(LinkReceiving, PullerBase):
     """A Puller on spool links: acks, credit, redelivery and a dedup window."""
 
+    _peer_kind = PeerKind.SPOOL_PULLER
+    """With ``service=``: it looks for spooled pushers (``spool-push``) only."""
+
     def __init__(
         self,
         *,
@@ -374,14 +395,12 @@ class SpoolReceiving(LinkReceiving, PullerBase):
         spool: str | os.PathLike[str] | None = None,
         spool_options: SpoolOptions | None = None,
         ack: AckMode | None = None,
-        service: object = None,
+        service: str | Service | None = None,
     ) -> None:
-        if service is not None:
-            raise ConfigError("service= (discovery) does not work with spool= or ack= yet: "
-                              "give bind= or connect= endpoints")
         self._init_link(spool, spool_options, ack)
         try:
-            super().__init__(bind=bind, connect=connect, node=node, options=options)
+            super().__init__(bind=bind, connect=connect, node=node, options=options,
+                             service=service)
         except BaseException:
             self.close()
             raise

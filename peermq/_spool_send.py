@@ -27,6 +27,7 @@ from . import _zmq
 from ._kinds import PusherBase, SenderBase
 from ._spool_link import LINK_KIND, LinkPeers, Peer, identity, setup_router
 from .config import Fsync, SocketOptions, SpoolOptions
+from .discovery.txt import PeerKind, Service
 from .errors import ClosedError, ConfigError, PeermqError, SpoolError, WireError
 from .message import SocketStats
 from .node import Node
@@ -388,6 +389,8 @@ class SpoolSending(LinkSending, PusherBase):
     """A Pusher whose messages wait in a spool until a puller acknowledges them."""
 
     _model: Spool
+    _peer_kind = PeerKind.SPOOL_PUSHER
+    """What discovery announces (``service=``): its endpoint speaks spool links."""
 
     def __init__(
         self,
@@ -398,11 +401,8 @@ class SpoolSending(LinkSending, PusherBase):
         options: SocketOptions | None = None,
         spool: SpoolArg,
         spool_options: SpoolOptions | None = None,
-        service: object = None,
+        service: str | Service | None = None,
     ) -> None:
-        if service is not None:
-            raise ConfigError("service= (discovery) does not work with spool= yet: give "
-                              "bind= or connect= endpoints")
         if isinstance(spool, Spool):
             if spool_options is not None:
                 raise ConfigError("give spool_options to the Spool, not with an open Spool")
@@ -413,7 +413,8 @@ class SpoolSending(LinkSending, PusherBase):
         else:
             raise ConfigError(f"spool must be a directory path or a Spool, got {spool!r}")
         try:
-            super().__init__(bind=bind, connect=connect, node=node, options=options)
+            super().__init__(bind=bind, connect=connect, node=node, options=options,
+                             service=service)
             self._start_link()
         except BaseException:
             self.close()

@@ -20,6 +20,7 @@ from ._kinds import SubscriberBase
 from ._spool_link import identity
 from ._spool_recv import LinkReceiving
 from .config import AckMode, HeaderMatch, History, SocketOptions, SpoolOptions
+from .discovery.txt import PeerKind, Service
 from .errors import ConfigError
 from .message import Delivery, Gap, SocketStats
 from .node import Node
@@ -34,6 +35,9 @@ _log = logging.getLogger("peermq.spool")
 class SpoolSubscribing(LinkReceiving, SubscriberBase):
     """A Subscriber of spooled publishers: durable, with history, with acks."""
 
+    _peer_kind = PeerKind.SPOOL_SUBSCRIBER
+    """With ``service=``: it looks for spooled publishers (``spool-pub``) only."""
+
     def __init__(
         self,
         *,
@@ -45,16 +49,13 @@ class SpoolSubscribing(LinkReceiving, SubscriberBase):
         on_gap: GapHandler | None = None,
         node: Node | None = None,
         options: SocketOptions | None = None,
-        service: object = None,
+        service: str | Service | None = None,
         durable: str | None = None,
         history: History | None = None,
         spool: str | os.PathLike[str] | None = None,
         spool_options: SpoolOptions | None = None,
         ack: AckMode | None = None,
     ) -> None:
-        if service is not None:
-            raise ConfigError("service= (discovery) does not work with durable= or history= "
-                              "yet: give bind= or connect= endpoints")
         if durable is not None and (not isinstance(durable, str) or not durable
                                     or len(durable) > 255):
             raise ConfigError(f"durable must be a non-empty name, got {durable!r}")
@@ -67,7 +68,8 @@ class SpoolSubscribing(LinkReceiving, SubscriberBase):
         self._init_link(spool, spool_options, ack)
         try:
             super().__init__(connect=connect, bind=bind, topics=topics, headers=headers,
-                             match=match, on_gap=on_gap, node=node, options=options)
+                             match=match, on_gap=on_gap, node=node, options=options,
+                             service=service)
         except BaseException:
             self.close()
             raise

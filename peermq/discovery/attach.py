@@ -1,9 +1,11 @@
 """What discovery does for one socket: announce a sender, or connect a receiver to its peers.
 
 Senders (publishers, pushers) bind and announce; receivers (subscribers, pullers) browse and
-connect, one connection per peer; docs/discovery.md says why. Everything that touches the
-ZeroMQ socket runs on the socket's own thread, posted with ``call_soon``; events (a peer joined
-or left) are delivered there too, to a callback and to an iterator.
+connect, one connection per peer; docs/discovery.md says why. Spooled sockets do the same
+under kinds of their own (``spool-push``...), as their endpoints speak spool links.
+Everything that touches the ZeroMQ socket runs on the socket's own thread, posted with
+``call_soon``; events (a peer joined or left) are delivered there too, to a callback and to an
+iterator.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ _announced_on = announced_on  # the tap mirror imports it by this name
 
 PeerHandler = Callable[[PeerEvent], object]
 _FIRST_GOODBYE_WAIT = 0.2
+_GOODBYE_GRACE = 0.2
+"""How long a spool link's loss waits for the sender's goodbye before it is reported."""
 _EVENTS_KEPT = 1024
 
 
@@ -70,6 +74,18 @@ _KINDS = {
     Kind.PULLER: PeerKind.PULLER,
 }
 
+_MISMATCH = {
+    PeerKind.PULLER: "a plain Puller cannot take work from a spooled Pusher: give the Puller "
+                     "ack= or spool=",
+    PeerKind.SUBSCRIBER: "a plain Subscriber cannot read a spooled Publisher: give the "
+                         "Subscriber durable= or history=",
+    PeerKind.SPOOL_PULLER: "a spooled Puller cannot take work from a plain Pusher: give the "
+                           "Pusher spool=",
+    PeerKind.SPOOL_SUBSCRIBER: "a durable Subscriber cannot read a plain Publisher: give the "
+                               "Publisher spool=",
+}
+"""Why a receiver skips a sender of its service (docs/spool.md: they do not interoperate)."""
+
 
 def checked_service(service: object) -> Service:
     """A constructor's ``service=`` argument as a Service; ConfigError if it is not one."""
@@ -80,8 +96,15 @@ def checked_service(service: object) -> Service:
 
 
 def attach(sock: DiscoverableSocket, service: Service) -> SocketDiscovery:
-    """Start discovery for a socket at the end of its constructor (owner thread)."""
-    found = SocketDiscovery(sock, sock.node.discovery, service, _KINDS[sock._kind])
+    """Start discovery for a socket at the end of its constructor (owner thread).
+
+    A socket whose ``_kind`` is not a plain ZeroMQ kind (a spool link's ROUTER) names its
+    discovery kind in ``_peer_kind``.
+    """
+    kind = getattr(sock, "_peer_kind", None)
+    if not isinstance(kind, PeerKind):
+        kind = _KINDS[sock._kind]
+    found = SocketDiscovery(sock, sock.node.discovery, service, kind)
     found.start()
     return found
 
@@ -114,10 +137,12 @@ class SocketDiscovery:
         self._fd: int | None = None
         self._armed = False
         self._closed = False
+        self._mismatched: dict[str, PeerInfo] = {}
+        self._links_up: dict[str, bool] = {}
 
     @property
     def sends(self) -> bool:
-        return self.kind in (PeerKind.PUBLISHER, PeerKind.PUSHER)
+        return self.kind.sends
 
     # -- start (owner thread, end of the socket's constructor)
     def start(self) -> None:
@@ -188,7 +213,8 @@ class SocketDiscovery:
         mon = self._sock._monitor
         if mon is not None:
             self._fd = int(mon.getsockopt(zmq.FD))
-        self._watch = Watch(self.service, self.kind.partner, self._found, self._lost, self._tick)
+        self._watch = Watch(self.service, self.kind.partner, self._found, self._lost, self._tick,
+                            mismatch=self._mismatch)
         self._discovery.add_watch(self._watch)
         # ZeroMQ's descriptor signals only new activity after a read found the monitor empty
         self._sock._count_peers()
@@ -202,6 +228,18 @@ class SocketDiscovery:
         actions, events = table.offer(info, time.monotonic())
         if actions or events:
             self._post(actions, events)
+
+    def _mismatch(self, info: PeerInfo) -> None:
+        """A sender of the service that this socket cannot talk to: skipped, with a warning."""
+        if self._closed or info.instance in self._mismatched:
+            return
+        if len(self._mismatched) >= _EVENTS_KEPT:  # bounded: a peer restarting for ever
+            _log.debug("discovery.skipped service=%s instance=%r kind=%s", self.service,
+                       info.instance, info.kind.value)
+            return
+        self._mismatched[info.instance] = info
+        _log.warning("discovery.skipped service=%s instance=%r kind=%s: not connected, %s",
+                     self.service, info.instance, info.kind.value, _MISMATCH[self.kind])
 
     def _lost(self, instance: str, reason: str) -> None:
         table = self._table
@@ -280,14 +318,44 @@ class SocketDiscovery:
     # -- the owner's side
     def on_monitor(self, event: int, endpoint: str) -> None:
         """Called by the socket for each monitor event it reads (owner thread)."""
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self._link(endpoint, True)
+        elif event == zmq.EVENT_DISCONNECTED:
+            self._link(endpoint, False)
+
+    def on_link(self, endpoint: str, up: bool) -> None:
+        """A spool link to ``endpoint`` came up (HELLO) or went down (owner thread).
+
+        A link's owner learns that its connection closed at once, before discovery has read
+        the sender's mDNS goodbye, which went out just before: a link down is reported after
+        ``_GOODBYE_GRACE`` (if it is still down then), so that a clean close says ``goodbye``
+        and a crash ``disconnected``, as with plain sockets, whose monitor discovery reads.
+        """
+        self._links_up[endpoint] = up
+        if up:
+            self._link(endpoint, True)
+            return
+
+        def report() -> None:
+            if self._links_up.get(endpoint) is False:
+                self._link(endpoint, False)
+
+        loop = self._discovery._loop
+        if loop is None:  # discovery closed: nothing can say goodbye any more
+            report()
+            return
+        try:
+            loop.call_soon_threadsafe(loop.call_later, _GOODBYE_GRACE, self._sock.call_soon,
+                                      report)
+        except RuntimeError:  # closed meanwhile
+            report()
+
+    def _link(self, endpoint: str, up: bool) -> None:
         table = self._table
         if table is None:
             return
         now = time.monotonic()
-        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-            self._queue(table.link_up(endpoint, now))
-        elif event == zmq.EVENT_DISCONNECTED:
-            self._queue(table.link_down(endpoint, now))
+        self._queue(table.link_up(endpoint, now) if up else table.link_down(endpoint, now))
         # the owner may read the monitor itself (Puller.peers, wait_for_peers): deliver now
         self._deliver()
 
@@ -322,6 +390,10 @@ class SocketDiscovery:
     def peers(self) -> list[PeerInfo]:
         """Receivers: the discovered peers connected now."""
         return [] if self._table is None else self._table.connected()
+
+    def skipped(self) -> list[PeerInfo]:
+        """Receivers: senders of the service it cannot talk to (plain vs spooled), not connected."""
+        return list(self._mismatched.values())
 
     def known(self) -> list[tuple[PeerInfo, str]]:
         """Receivers: every discovered peer with its state (dialing, up, down)."""

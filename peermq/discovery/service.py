@@ -62,6 +62,9 @@ class Watch:
     """Whether probe hints count (sockets: yes; a listing: no)."""
     any_version: bool = False
     """Whether peers of another protocol version count (a listing: yes; sockets: no)."""
+    mismatch: Callable[[PeerInfo], None] | None = None
+    """Called for a peer of the service whose kind is the twin of the one wanted (a spooled
+    pusher for a plain puller...): it is not connected, as they cannot talk."""
 
 
 class Discovery(Listener):
@@ -247,8 +250,7 @@ class Discovery(Listener):
         def add() -> None:
             self._watches.append(watch)
             for info in self._current():
-                if self._wants(watch, info):
-                    watch.found(info)
+                self._offer(watch, info)
             for peer in self._static:
                 if self._wants_static(watch, peer):
                     watch.found(self._static_info(peer, watch.kind))
@@ -280,6 +282,14 @@ class Discovery(Listener):
         return ((not watch.service or info.service == watch.service)
                 and (watch.kind is None or info.kind is watch.kind)
                 and (watch.any_version or info.protocol == wire.VERSION))
+
+    def _offer(self, watch: Watch, info: PeerInfo) -> None:
+        """Tell ``watch`` about ``info`` if it wants it, or that it cannot talk to it."""
+        if self._wants(watch, info):
+            watch.found(info)
+        elif (watch.mismatch is not None and watch.kind is not None
+              and info.kind is watch.kind.twin and info.service == watch.service):
+            watch.mismatch(info)
 
     @staticmethod
     def _wants_static(watch: Watch, peer: StaticPeer) -> bool:
@@ -332,8 +342,8 @@ class Discovery(Listener):
         _log.debug("discovery.found instance=%r endpoint=%s source=%s", info.instance,
                    info.endpoint, info.source.value)
         for watch in list(self._watches):
-            if (watch.probes or not s.probing) and self._wants(watch, info):
-                watch.found(info)
+            if watch.probes or not s.probing:
+                self._offer(watch, info)
 
     def lost(self, instance: str, interface: str) -> None:
         by_itf = self._seen.get(instance)

@@ -12,7 +12,7 @@ Keys::
     pv=1             peermq wire protocol version (wire.VERSION)
     id=<node id>     the node's id (as Message.sender)
     node=<name>      the node's name, truncated to fit
-    kind=pub         pub | push | sub | pull
+    kind=pub         pub | push | spool-pub | spool-push (what the endpoint speaks; see PeerKind)
     svc=<service>    the service name
     st=<stream>      which socket of the node (as Message.stream)
     topics=a.>,b.*   topic patterns offered, as many as fit; tmore=1 if some were left out
@@ -62,17 +62,43 @@ class TxtError(DiscoveryError, ValueError):
 
 
 class PeerKind(enum.Enum):
-    """The kind of socket behind a DNS-SD instance."""
+    """The kind of socket behind a DNS-SD instance, and so what its endpoint speaks.
+
+    ``pub`` and ``push`` are ZeroMQ XPUB and PUSH sockets (docs/protocol.md); ``spool-pub`` and
+    ``spool-push`` are spooled senders, ROUTER sockets that speak spool links (docs/spool.md).
+    A plain receiver and a spool link cannot talk, so they are distinct kinds: a peer that does
+    not know the spool kinds refuses the record rather than connect to the wrong socket.
+    Receivers' kinds are never announced; they name what a browsing socket is.
+    """
 
     PUBLISHER = "pub"
     PUSHER = "push"
     SUBSCRIBER = "sub"
     PULLER = "pull"
+    SPOOL_PUBLISHER = "spool-pub"
+    SPOOL_PUSHER = "spool-push"
+    SPOOL_SUBSCRIBER = "spool-sub"
+    SPOOL_PULLER = "spool-pull"
 
     @property
     def partner(self) -> PeerKind:
         """The kind this one talks to: a subscriber looks for publishers, and so on."""
         return _PARTNERS[self]
+
+    @property
+    def sends(self) -> bool:
+        """A sender: it binds and announces (receivers browse and connect)."""
+        return self in _SENDERS
+
+    @property
+    def spooled(self) -> bool:
+        """It speaks spool links (ROUTER), not plain ZeroMQ PUB/SUB or PUSH/PULL."""
+        return self.value.startswith("spool-")
+
+    @property
+    def twin(self) -> PeerKind:
+        """The same pattern over the other transport: ``push`` <-> ``spool-push``..."""
+        return _TWINS[self]
 
 
 _PARTNERS = {
@@ -80,7 +106,15 @@ _PARTNERS = {
     PeerKind.SUBSCRIBER: PeerKind.PUBLISHER,
     PeerKind.PUSHER: PeerKind.PULLER,
     PeerKind.PULLER: PeerKind.PUSHER,
+    PeerKind.SPOOL_PUBLISHER: PeerKind.SPOOL_SUBSCRIBER,
+    PeerKind.SPOOL_SUBSCRIBER: PeerKind.SPOOL_PUBLISHER,
+    PeerKind.SPOOL_PUSHER: PeerKind.SPOOL_PULLER,
+    PeerKind.SPOOL_PULLER: PeerKind.SPOOL_PUSHER,
 }
+_SENDERS = frozenset({PeerKind.PUBLISHER, PeerKind.PUSHER, PeerKind.SPOOL_PUBLISHER,
+                      PeerKind.SPOOL_PUSHER})
+_TWINS = {k: PeerKind(k.value.removeprefix("spool-") if k.value.startswith("spool-")
+                      else "spool-" + k.value) for k in PeerKind}
 
 
 def check_service(name: object) -> str:

@@ -289,10 +289,3 @@ def test_a_puller_with_a_spool_drops_a_copy_after_its_own_restart(tmp_path: Path
                 push.wait_for_acks(timeout=5.0)  # acked either way: handled, or dropped
                 dropped.append(pull.stats().duplicates)
     assert handled == [b"once"] and dropped == [0, 1]
-
-
-def test_discovery_is_refused_clearly_for_spooled_sockets(tmp_path: Path) -> None:
-    with pytest.raises(peermq.ConfigError, match="service="):
-        peermq.Pusher(spool=tmp_path / "s", service="jobs")
-    with pytest.raises(peermq.ConfigError, match="service="):
-        peermq.Puller(ack=AckMode.AUTO, service="jobs")
