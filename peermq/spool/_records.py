@@ -40,6 +40,7 @@ _SEG = struct.Struct("<8sIQI")
 SEGMENT_HEADER = _SEG.size  # 24
 _SEG_MAGIC = b"PMQSEG\r\n"
 SEGMENT_VERSION = 1
+_NO_LIMIT = 1 << 62
 
 
 class Kind(enum.IntEnum):
@@ -110,44 +111,16 @@ class Scan:
 
 def scan(
     data: bytes | memoryview, start: int = 0, *, max_length: int, after_seq: int = -1,
-    limit: int | None = None,
+    max_bytes: int = _NO_LIMIT,
 ) -> Scan:
     """Walk good records from ``start``: magic right, length sane, crc right, seqs increasing.
 
-    Stops at the first record that is not good (``bad``), at the end of ``data``, or after
-    ``limit`` records.
+    Stops at the first record that is not good (``bad``), at the end of ``data``, or past
+    ``max_bytes`` of records (one at least: 0 checks just the record at ``start``).
     """
-    mv = memoryview(data)
-    n = len(mv)
-    unpack = _HEAD.unpack_from
-    crc32 = zlib.crc32
-    seqs: list[int] = []
-    offsets: list[int] = []
-    pos = start
-    last = after_seq
-    bad = truncated = False
-    while pos < n:
-        if limit is not None and len(seqs) >= limit:
-            break
-        if n - pos < HEADER:
-            truncated = True
-            break
-        magic, crc, _kind, _flags, length, seq = unpack(mv, pos)
-        if magic != MAGIC or length > max_length or seq <= last:
-            bad = True
-            break
-        end = pos + HEADER + length
-        if end > n:
-            truncated = True
-            break
-        if crc32(mv[pos + 6 : end]) != crc:
-            bad = True
-            break
-        seqs.append(seq)
-        offsets.append(pos)
-        last = seq
-        pos = end
-    return Scan(seqs, offsets, pos, bad, truncated)
+    seqs, offsets, end, bad, truncated, _ = _walk(
+        data, start, max_length=max_length, after_seq=after_seq, max_bytes=max_bytes)
+    return Scan(seqs, offsets, end, bad, truncated)
 
 
 def take(
@@ -158,32 +131,56 @@ def take(
     (one at least): (seqs, offsets, end, bad, last). Records before ``first`` are walked by
     their headers only; the ones taken are checked in full. ``end`` is where the walk stopped,
     ``last`` the seq of the last record walked."""
+    seqs, offsets, end, bad, _, last = _walk(
+        data, start, max_length=max_length, after_seq=after_seq, first=first, upto=upto,
+        max_bytes=max_bytes)
+    return seqs, offsets, end, bad, last
+
+
+def _walk(
+    data: bytes | memoryview, start: int, *, max_length: int, after_seq: int,
+    first: int = 0, upto: int = _NO_LIMIT, max_bytes: int = _NO_LIMIT,
+) -> tuple[list[int], list[int], int, bool, bool, int]:
+    """The one record walk: (seqs, offsets, end, bad, truncated, last seq walked).
+
+    Headers are checked for every record (magic, sane length, increasing seq); the crc only
+    for the records kept (seq >= ``first``). Stops at a bad record, at a record cut by the
+    end of ``data`` (truncated), past ``upto``, or past ``max_bytes`` of kept records (one
+    kept at least).
+    """
     mv = memoryview(data)
-    n = len(data)
+    n = len(mv)
     unpack = _HEAD.unpack_from
     crc32 = zlib.crc32
     seqs: list[int] = []
     offsets: list[int] = []
     pos = start
     last = after_seq
-    began = -1
-    while pos + HEADER <= n:
+    stop = n  # where kept records must end: the buffer, then also the byte budget
+    bad = truncated = False
+    while pos < n:
+        if n - pos < HEADER:
+            truncated = True
+            break
         magic, crc, _kind, _flags, length, seq = unpack(mv, pos)
-        end = pos + HEADER + length
         if magic != MAGIC or length > max_length or seq <= last:
-            return seqs, offsets, pos, True, last
-        if end > n or seq > upto or (began >= 0 and end - began > max_bytes):
+            bad = True
+            break
+        end = pos + HEADER + length
+        if end > stop or seq > upto:
+            truncated = end > n
             break
         if seq >= first:
             if crc32(mv[pos + 6 : end]) != crc:
-                return seqs, offsets, pos, True, last
-            if began < 0:
-                began = pos
+                bad = True
+                break
+            if not seqs:
+                stop = min(n, pos + max(max_bytes, end - pos))
             seqs.append(seq)
             offsets.append(pos)
         last = seq
         pos = end
-    return seqs, offsets, pos, False, last
+    return seqs, offsets, pos, bad, truncated, last
 
 
 def seq_at(data: bytes | memoryview, offset: int) -> int:
@@ -199,7 +196,7 @@ def resync(data: bytes | memoryview, start: int, *, max_length: int, after_seq: 
         pos = raw.find(MAGIC, pos)
         if pos < 0:
             return -1
-        found = scan(raw, pos, max_length=max_length, after_seq=after_seq, limit=1)
+        found = scan(raw, pos, max_length=max_length, after_seq=after_seq, max_bytes=0)
         if found.seqs:
             return pos
         pos += 1

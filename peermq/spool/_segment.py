@@ -160,7 +160,7 @@ def _one_big_record(
     if need > max_length + rec.HEADER or pos + need > size:
         return None
     one = rec.scan(os.pread(fd, need, pos), 0, max_length=max_length, after_seq=after_seq,
-                   limit=1)
+                   max_bytes=0)
     return (one.seqs[0], one.end) if one.seqs else None
 
 

@@ -69,6 +69,28 @@ def test_a_torn_record_is_reported_truncated(bodies: list[bytes], cut: int) -> N
     assert found.truncated and not found.bad
 
 
+def test_take_checks_what_it_takes_and_stops_at_its_bounds() -> None:
+    bodies = [b"a" * 50, b"b" * 50, b"c" * 50, b"d" * 50]
+    data, _ = rec.encode_many(rec.Kind.MESSAGE, 1, bodies)
+    size = rec.HEADER + 50
+
+    def take(buf: bytes, first: int, upto: int = 4, max_bytes: int = MAX
+             ) -> tuple[list[int], list[int], int, bool, int]:
+        return rec.take(buf, 0, max_length=MAX, after_seq=0, first=first, upto=upto,
+                        max_bytes=max_bytes)
+
+    assert take(data, 2) == ([2, 3, 4], [size, 2 * size, 3 * size], 4 * size, False, 4)
+    assert take(data, 2, upto=3) == ([2, 3], [size, 2 * size], 3 * size, False, 3)
+    # a budget smaller than one record still takes one; then whole records up to the budget
+    assert take(data, 1, max_bytes=0)[0] == [1]
+    assert take(data, 1, max_bytes=2 * size + 1)[0] == [1, 2]
+    bad = bytearray(data)
+    bad[rec.HEADER + 10] ^= 1  # the body of record 1
+    assert take(bytes(bad), 2)[0] == [2, 3, 4]  # walked by its header only: not served
+    assert take(bytes(bad), 1) == ([], [], 0, True, 0)  # taken: its crc is checked
+    assert rec.scan(bytes(bad), max_length=MAX).bad  # a scan checks every record
+
+
 def test_resync_finds_the_next_good_record() -> None:
     data, _ = rec.encode_many(rec.Kind.MESSAGE, 1, [b"a" * 50, b"b" * 50, b"c" * 50])
     bad = bytearray(data)
