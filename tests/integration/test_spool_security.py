@@ -129,3 +129,20 @@ def test_asyncio_durable_subscriber_under_curve_trusted_reads_untrusted_is_refus
     assert got == list(range(10)) and stolen == []
     consumers = stats["consumers"]
     assert isinstance(consumers, dict) and set(consumers) == {"ledger"}, stats  # no "spy"
+
+
+@pytest.mark.xfail(strict=True, reason="under CURVE a durable Subscriber gets no monitor "
+                   "(SocketBase asks the security guard to forward one only for pushers and "
+                   "pullers), so it never sees its link close and does not say HELLO again")
+def test_a_durable_subscriber_under_curve_relinks_to_a_publisher_restarted_in_place(
+        dirs: dict[str, Path], tmp_path: Path) -> None:
+    with secure(dirs["alice"], "alice") as a, secure(dirs["bob"], "bob") as b:
+        with peermq.Publisher(bind="tcp://127.0.0.1:*", node=a, spool=tmp_path / "log") as pub:
+            ep = pub.endpoints[0]
+        with peermq.Subscriber(connect=ep, node=b, durable="ledger",
+                               history=peermq.History(from_seq=1)) as sub:
+            for n in range(2):  # the same endpoint, a new socket each time
+                with peermq.Publisher(bind=ep, node=a, spool=tmp_path / "log") as pub:
+                    sub.wait_for_publishers(1, timeout=3.0)
+                    pub.send("prices.eur", n)
+                    assert sub.recv(timeout=3.0).data == n

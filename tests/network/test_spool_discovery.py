@@ -24,7 +24,9 @@ import pytest
 
 import peermq
 from peermq import aio
+from peermq.config import SecurityOptions
 from peermq.discovery import PeerEvent, PeerEventKind, PeerKind
+from peermq.security import TrustStore, init_keys
 
 from .lab import Host, Lab, Proc
 
@@ -316,6 +318,34 @@ def test_asyncio_spooled_pusher_and_puller_by_name(tmp_path: Path) -> None:
                 return got
 
     assert asyncio.run(run()) == [0, 1, 2, 3, 4]
+
+
+def test_with_curve_a_discovered_spooled_pusher_is_reached_with_its_pinned_key(
+        tmp_path: Path) -> None:
+    keys = {who: init_keys(tmp_path / who) for who in ("alice", "bob")}
+    TrustStore(tmp_path / "alice" / "trusted").trust(keys["bob"].public, "bob")
+    TrustStore(tmp_path / "bob" / "trusted").trust(keys["alice"].public, "alice")
+
+    def node(who: str) -> peermq.Node:
+        return peermq.Node(name=who, discovery=LOOPBACK, mirror=None,
+                           security=SecurityOptions(keys_dir=str(tmp_path / who)))
+
+    with node("alice") as a, node("bob") as b, \
+            peermq.Pusher(service="jobs", node=a, spool=tmp_path / "out") as push, \
+            peermq.Puller(service="jobs", node=b, ack=peermq.AckMode.EXPLICIT) as pull:
+        assert a.security is not None
+        pull.wait_for_peers(1, timeout=T)
+        for i in range(10):
+            push.send("jobs.x", i)
+        got = []
+        for _ in range(10):
+            msg = pull.recv(timeout=T)
+            got.append(msg.data)
+            msg.ack()
+        assert got == list(range(10))
+        pull.flush_acks()
+        push.wait_for_acks(timeout=T)
+        assert a.security.stats().accepted >= 1  # over CURVE, bob's key checked
 
 
 if __name__ == "__main__":
