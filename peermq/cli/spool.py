@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.text import Text
 
-from ..errors import PeermqError, SpoolError
+from ..errors import PeermqError
 from ..message import Message
 from ..spool import Spool, views
 from . import _format
@@ -17,6 +20,7 @@ __all__ = ["spool"]
 
 _PATH = click.argument("path", type=click.Path(path_type=Path, exists=True, file_okay=False))
 _JSON = click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+_FULL = click.option("--full", is_flag=True, help="Never truncate payloads.")
 
 
 def _size(n: int) -> str:
@@ -27,8 +31,27 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _fail(exc: PeermqError) -> click.ClickException:
-    return click.ClickException(str(exc))
+def _command(*params: Callable[[Any], Any]) -> Callable[[Callable[..., None]], click.Command]:
+    """A ``peermq spool`` command: PATH, then ``params`` (click arguments and options), the Ui;
+    a PeermqError is one clear sentence (exit 1), a reader that went away (``| head``) a quiet
+    end."""
+
+    def make(fn: Callable[..., None]) -> click.Command:
+        @functools.wraps(fn)
+        def run(*args: object, **kwargs: object) -> None:
+            try:
+                fn(*args, **kwargs)
+            except ReaderGoneError:
+                silence_stdout()
+            except PeermqError as exc:
+                raise click.ClickException(str(exc)) from None
+
+        cmd: Any = click.pass_obj(run)
+        for param in reversed(params):
+            cmd = param(cmd)
+        return spool.command()(_PATH(cmd))
+
+    return make
 
 
 @click.group()
@@ -47,16 +70,10 @@ def spool() -> None:
     """
 
 
-@spool.command()
-@_PATH
-@_JSON
-@click.pass_obj
+@_command(_JSON)
 def stats(ui: Ui, path: Path, as_json: bool) -> None:
     """Messages held, pending and unacknowledged, dead letters and damage."""
-    try:
-        o = views.overview(path)
-    except PeermqError as exc:
-        raise _fail(exc) from None
+    o = views.overview(path)
     if as_json:
         ui.json({"type": "stats", "path": o.path, "id": o.id, "kind": o.kind,
                  "holder": o.holder, "messages": o.messages, "bytes": o.bytes,
@@ -109,55 +126,41 @@ def _message_json(msg: Message | None, **extra: object) -> dict[str, object]:
     return out
 
 
-@spool.command()
-@_PATH
-@click.option("--from", "start", type=click.IntRange(min=1), default=1, metavar="SEQ",
-              help="Start at this seq.")
-@click.option("-n", "--count", type=click.IntRange(min=1), default=None,
-              help="Show at most N messages.")
-@click.option("--state", type=click.Choice(["pending", "unacked", "acked", "dead", "kept"]),
-              default=None,
-              help="Only messages in this state.")
-@click.option("--full", is_flag=True, help="Never truncate payloads.")
-@_JSON
-@click.pass_obj
+@_command(
+    click.option("--from", "start", type=click.IntRange(min=1), default=1, metavar="SEQ",
+                 help="Start at this seq."),
+    click.option("-n", "--count", type=click.IntRange(min=1), default=None,
+                 help="Show at most N messages."),
+    click.option("--state", type=click.Choice(["pending", "unacked", "acked", "dead", "kept"]),
+                 default=None, help="Only messages in this state."),
+    _FULL,
+    _JSON,
+)
 def inspect(ui: Ui, path: Path, start: int, count: int | None, state: str | None, full: bool,
             as_json: bool) -> None:
     """List the messages held, with their state: pending (never delivered), unacked,
     acked (kept until their whole segment is), or dead (in the dead letters)."""
     shown = 0
-    try:
-        for m in views.messages(path, start=start):
-            if state is not None and m.state != state:
-                continue
-            if count is not None and shown >= count:
-                break
-            if as_json:
-                ui.json(_message_json(m.message, type="stored", spool_seq=m.seq,
-                                      state=m.state, deliveries=m.deliveries, size=m.size))
-            else:
-                label = m.state + (f" x{m.deliveries}" if m.deliveries else "")
-                ui.line(_message_line(m.seq, label, m.message, m.size, full))
-            shown += 1
-    except ReaderGoneError:
-        silence_stdout()
-        return
-    except PeermqError as exc:
-        raise _fail(exc) from None
+    for m in views.messages(path, start=start):
+        if state is not None and m.state != state:
+            continue
+        if count is not None and shown >= count:
+            break
+        if as_json:
+            ui.json(_message_json(m.message, type="stored", spool_seq=m.seq,
+                                  state=m.state, deliveries=m.deliveries, size=m.size))
+        else:
+            label = m.state + (f" x{m.deliveries}" if m.deliveries else "")
+            ui.line(_message_line(m.seq, label, m.message, m.size, full))
+        shown += 1
     if not shown:
         ui.status("no messages" + (f" in state {state}" if state else ""))
 
 
-@spool.command()
-@_PATH
-@_JSON
-@click.pass_obj
+@_command(_JSON)
 def verify(ui: Ui, path: Path, as_json: bool) -> None:
     """Check every record's checksum (read only); exit 1 if anything is damaged."""
-    try:
-        v = views.verify(path)
-    except PeermqError as exc:
-        raise _fail(exc) from None
+    v = views.verify(path)
     for d in v.damage:
         if as_json:
             ui.json({"type": "damage", "segment": d.segment, "kind": d.kind,
@@ -177,41 +180,33 @@ def verify(ui: Ui, path: Path, as_json: bool) -> None:
         )
 
 
-@spool.command()
-@_PATH
-@click.option("--all", "show_all", is_flag=True, help="Also those already requeued.")
-@click.option("--full", is_flag=True, help="Never truncate payloads.")
-@_JSON
-@click.pass_obj
+@_command(
+    click.option("--all", "show_all", is_flag=True, help="Also those already requeued."),
+    _FULL,
+    _JSON,
+)
 def dlq(ui: Ui, path: Path, show_all: bool, full: bool, as_json: bool) -> None:
     """List the dead letters: messages delivered max_deliver times, or rejected."""
     shown = 0
-    try:
-        for d in views.dead_letters(path):
-            if d.requeued and not show_all:
-                continue
-            if as_json:
-                ui.json(_message_json(d.message, type="dead", spool_seq=d.seq,
-                                      deliveries=d.deliveries, reason=d.reason,
-                                      dead_time=d.time, requeued=d.requeued))
-            else:
-                label = f"{d.reason} x{d.deliveries}" + (" (requeued)" if d.requeued else "")
-                ui.line(_message_line(d.seq, label, d.message, 0, full))
-            shown += 1
-    except ReaderGoneError:
-        silence_stdout()
-        return
-    except PeermqError as exc:
-        raise _fail(exc) from None
+    for d in views.dead_letters(path):
+        if d.requeued and not show_all:
+            continue
+        if as_json:
+            ui.json(_message_json(d.message, type="dead", spool_seq=d.seq,
+                                  deliveries=d.deliveries, reason=d.reason,
+                                  dead_time=d.time, requeued=d.requeued))
+        else:
+            label = f"{d.reason} x{d.deliveries}" + (" (requeued)" if d.requeued else "")
+            ui.line(_message_line(d.seq, label, d.message, 0, full))
+        shown += 1
     if not shown:
         ui.status("no dead letters")
 
 
-@spool.command()
-@_PATH
-@click.argument("seqs", nargs=-1, type=click.IntRange(min=1), metavar="[SEQ]...")
-@click.option("--all", "everything", is_flag=True, help="Requeue every dead letter.")
-@click.pass_obj
+@_command(
+    click.argument("seqs", nargs=-1, type=click.IntRange(min=1), metavar="[SEQ]..."),
+    click.option("--all", "everything", is_flag=True, help="Requeue every dead letter."),
+)
 def requeue(ui: Ui, path: Path, seqs: tuple[int, ...], everything: bool) -> None:
     """Put dead letters back in the queue as new messages (by their spool SEQ, or --all).
 
@@ -219,11 +214,8 @@ def requeue(ui: Ui, path: Path, seqs: tuple[int, ...], everything: bool) -> None
     """
     if bool(seqs) == everything:
         raise click.UsageError("give the SEQs of dead letters to requeue, or --all")
-    try:
-        with Spool(path) as sp:
-            n = sp.requeue(None if everything else set(seqs))
-    except SpoolError as exc:
-        raise _fail(exc) from None
+    with Spool(views.check(path)) as sp:  # never make a spool of a directory that is not one
+        n = sp.requeue(None if everything else set(seqs))
     ui.status(f"requeued {n} dead letters")
     if not n:
         raise click.ClickException("no dead letter matched")

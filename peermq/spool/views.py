@@ -20,7 +20,16 @@ from . import _records as rec
 from ._files import holder, os_error, read_small
 from ._segment import Damage, scan_file
 
-__all__ = ["DeadLetter", "Overview", "Stored", "dead_letters", "messages", "overview", "verify"]
+__all__ = [
+    "DeadLetter",
+    "Overview",
+    "Stored",
+    "check",
+    "dead_letters",
+    "messages",
+    "overview",
+    "verify",
+]
 
 _MAX_RECORD = 1 << 30
 
@@ -75,8 +84,9 @@ class DeadLetter:
     message: Message | None
 
 
-def _check(path: str) -> str:
-    directory = os.path.abspath(path)
+def check(path: str | os.PathLike[str]) -> str:
+    """The absolute path of a spool directory; SpoolError if ``path`` is not one."""
+    directory = os.path.abspath(os.fspath(path))
     if not os.path.isfile(os.path.join(directory, "meta")):
         raise SpoolError(f"{directory} is not a spool directory (no meta file)")
     return directory
@@ -175,7 +185,7 @@ def _requeued(directory: str) -> set[int]:
 
 def overview(path: str | os.PathLike[str]) -> Overview:
     """Counts, state and damage of a spool, without opening (or repairing) it."""
-    directory = _check(os.fspath(path))
+    directory = check(path)
     meta = read_small(os.path.join(directory, "meta")) or {}
     log = os.path.join(directory, "log")
     damage: list[Damage] = []
@@ -207,7 +217,7 @@ def overview(path: str | os.PathLike[str]) -> Overview:
 
 def messages(path: str | os.PathLike[str], *, start: int = 1) -> Iterator[Stored]:
     """The messages held, from seq ``start``, with their state as of the last checkpoint."""
-    directory = _check(os.fspath(path))
+    directory = check(path)
     cursor, unacked = _state(directory)
     stream = _kind(directory) == "log"
     dead = set() if stream else {d.seq for d in dead_letters(directory)}
@@ -228,7 +238,7 @@ def messages(path: str | os.PathLike[str], *, start: int = 1) -> Iterator[Stored
 
 
 def dead_letters(path: str | os.PathLike[str]) -> Iterator[DeadLetter]:
-    directory = _check(os.fspath(path))
+    directory = check(path)
     gone = _requeued(directory)
     for dseq, _, body in _records(os.path.join(directory, "dead")):
         try:
@@ -255,7 +265,7 @@ class Verification:
 
 def verify(path: str | os.PathLike[str]) -> Verification:
     """Read every record of a spool (messages and dead letters) and check every checksum."""
-    directory = _check(os.fspath(path))
+    directory = check(path)
     damage: list[Damage] = []
     records = sum(1 for _ in _records(os.path.join(directory, "log"), damage))
     dead = sum(1 for _ in _records(os.path.join(directory, "dead"), damage))

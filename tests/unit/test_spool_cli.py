@@ -118,9 +118,12 @@ def test_requeue_refuses_a_spool_in_use_and_names_the_holder(tmp_path: Path) -> 
         assert lines(out)[0]["holder"] == os.getpid()
 
 
-def test_not_a_spool_is_one_clear_error(tmp_path: Path) -> None:
-    result, _ = run("spool", "stats", str(tmp_path))
-    assert result.exit_code == 1 and "is not a spool directory" in result.stderr
+def test_not_a_spool_is_one_clear_error_and_stays_untouched(tmp_path: Path) -> None:
+    for command in (["stats"], ["inspect"], ["verify"], ["dlq"], ["requeue", "--all"]):
+        result, out = run("spool", *command, str(tmp_path))
+        assert result.exit_code == 1 and out == "", command
+        assert result.stderr == f"Error: {tmp_path} is not a spool directory (no meta file)\n"
+    assert list(tmp_path.iterdir()) == []  # requeue made no spool of it
 
 
 def test_a_publishers_log_shows_its_durable_subscribers(tmp_path: Path) -> None:
