@@ -7,7 +7,8 @@ first message. A peer is gone when a send finds no route to it (``ROUTER_MANDATO
 is how a closed connection is confirmed: after the monitor reports one, the bound peers are
 probed with PING for a moment (a file descriptor alone cannot say which peer it was: a new
 connection may already have its number); a connected endpoint's peer is matched by it, as
-its pipe outlives the connection. ZMTP heartbeats find a silent peer.
+its pipe outlives the connection. ZMTP heartbeats find a silent peer, and TCP_USER_TIMEOUT
+one that stops acknowledging what it is sent.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def setup_router(sock: zmq.Socket[bytes], identity: bytes, opts: SpoolOptions) -
     sock.setsockopt(zmq.HEARTBEAT_IVL, _ms(opts.heartbeat_interval))
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, _ms(opts.heartbeat_timeout))
     sock.setsockopt(zmq.HEARTBEAT_TTL, _ms(opts.heartbeat_timeout))
+    # libzmq writes a PING only once its output buffer is empty: deliveries stuck in the
+    # buffer of a silently cut TCP connection held it back for good (the partition tests),
+    # and the peer was never found gone. TCP_USER_TIMEOUT closes a connection whose sent
+    # bytes go unacknowledged this long, PING or not.
+    sock.setsockopt(zmq.TCP_MAXRT, _ms(opts.heartbeat_timeout))
 
 
 @dataclass(slots=True)

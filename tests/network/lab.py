@@ -82,6 +82,20 @@ class Host:
         switch, port = self.links[itf]
         ip("-n", self.lab.switch_ns(switch), "link", "set", port, "up" if up else "down")
 
+    def partition(self, on: bool, itf: str = "eth0") -> None:
+        """Cut this host off silently (or heal it): its switch port stops forwarding.
+
+        Packets vanish both ways, the host keeps its carrier and nothing answers with a RST:
+        only heartbeats notice (LAB.md's nft drop recipe, without needing nftables).
+        """
+        switch, port = self.links[itf]
+        # bridge port states: 0 disabled (drops everything), 3 forwarding
+        out = subprocess.run(["bridge", "-n", self.lab.switch_ns(switch), "link", "set", "dev",
+                              port, "state", "0" if on else "3"],
+                             check=False, capture_output=True, text=True, timeout=10)
+        if out.returncode != 0:
+            raise RuntimeError(f"bridge link set {port}: {out.stderr.strip()}")
+
 
 class Proc:
     """A child process whose stdout is JSON lines, read in the background."""
