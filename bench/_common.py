@@ -1,14 +1,21 @@
-"""What every benchmark worker shares: the measurement spec, the result shapes, small helpers."""
+"""What every benchmark shares: the measurement spec, the result shapes, CPU pinning, the pipe
+protocol between a run and its worker processes. The measured loops stay in the workers
+(_raw*.py, _peer*.py), each plain, so that raw pyzmq and peermq are timed alike.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import json
+import os
 import resource
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import Any
 
 TOPIC = "bench.data"
 ENDPOINT = "tcp://127.0.0.1:*"
@@ -55,6 +62,52 @@ def peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def arguments(doc: str, quick: str, prog: str | None = None) -> argparse.ArgumentParser:
+    """A bench's command line: described by its docstring's first line, with ``--quick``
+    (``quick`` says what it cuts) and ``--json FILE``; each bench adds its own options."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc.strip().split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help=quick)
+    ap.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
+    return ap
+
+
+def write_json(path: str | None, figures: object) -> None:
+    """``--json FILE``: the figures, as the bench reports them, for comparing runs."""
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(figures, f, indent=1)
+
+
+def cpu_pair() -> tuple[int, int] | None:
+    """Two CPUs this process may run on, to pin the two ends of a measurement to."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return None
+    return (cpus[0], cpus[1]) if len(cpus) >= 2 else None
+
+
+def pin(cpu: int | None) -> None:
+    """Run this process on ``cpu`` only (None: anywhere). Before any ZeroMQ context: its I/O
+    thread inherits the mask."""
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+
+
+def report_sent(ctl: Connection, side: Connection, spec: Spec, n: int, t0: float, t1: float,
+                **extra: object) -> None:
+    """Sender: report what it sent and how fast, then stay until the receiver is done."""
+    ctl.send({"sent": n, "send_rate": n / (t1 - t0), **extra})
+    finish(side, spec.limit)
+
+
+def report_received(ctl: Connection, side: Connection, received: int, t0: float, t1: float,
+                    ended: str, **extra: object) -> None:
+    """Receiver: report its figure (``thr_result``), then let the sender go."""
+    ctl.send(thr_result(received, t0, t1, ended, **extra))
+    side.send("done")
+
+
 def thr_result(
     received: int, t0: float, t1: float, ended: str, **extra: object
 ) -> dict[str, object]:
@@ -82,11 +135,15 @@ def lat_result(samples_ns: list[int], **extra: object) -> dict[str, object]:
     }
 
 
-def expect(conn: Connection, what: str, timeout: float = SETUP_TIMEOUT) -> object:
-    """The next object on ``conn``, or TimeoutError naming ``what``."""
+def expect(conn: Connection, what: str, timeout: float = SETUP_TIMEOUT) -> Any:
+    """The next object on ``conn``; TimeoutError naming ``what``, or RuntimeError if the other
+    process sent ``{"error": ...}`` instead."""
     if not conn.poll(timeout):
-        raise TimeoutError(f"no {what} within {timeout}s")
-    return conn.recv()
+        raise TimeoutError(f"{what}: no answer within {timeout:.0f}s")
+    got = conn.recv()
+    if isinstance(got, dict) and "error" in got:
+        raise RuntimeError(got["error"])
+    return got
 
 
 def finish(side: Connection, limit: float) -> None:

@@ -1,14 +1,29 @@
-"""peermq's blocking API: Publisher/Subscriber and Pusher/Puller, per message or batched."""
+"""peermq's blocking API: Publisher/Subscriber and Pusher/Puller, per message or batched.
+
+Socket set-up here serves the asyncio twin (_peer_aio.py) too, with ``api=peermq.aio``: only
+the waits and the measured loops differ.
+"""
 
 from __future__ import annotations
 
 import time
 from multiprocessing.connection import Connection
+from types import ModuleType
+from typing import Any
 
 import peermq
 
-from ._common import ENDPOINT, SETUP_TIMEOUT, TOPIC, Spec, expect, finish, lat_result, payload
-from ._common import thr_result as _thr
+from ._common import (
+    ENDPOINT,
+    SETUP_TIMEOUT,
+    TOPIC,
+    Spec,
+    expect,
+    lat_result,
+    payload,
+    report_received,
+    report_sent,
+)
 
 STOP = "stop"
 
@@ -20,10 +35,11 @@ def options(hwm: int) -> peermq.SocketOptions:
     return peermq.SocketOptions(send_hwm=hwm, recv_hwm=hwm, linger=0.0)
 
 
-def make_sender(pattern: str, hwm: int) -> Sender:
+def make_sender(pattern: str, hwm: int, api: ModuleType = peermq) -> Any:
+    """A bound Publisher or Pusher of ``api`` (peermq, or peermq.aio for the twins)."""
     if pattern == "pubsub":
-        return peermq.Publisher(bind=ENDPOINT, options=options(hwm))
-    return peermq.Pusher(
+        return api.Publisher(bind=ENDPOINT, options=options(hwm))
+    return api.Pusher(
         bind=ENDPOINT, options=peermq.SocketOptions(
             send_hwm=hwm, recv_hwm=hwm, linger=0.0, on_full=peermq.OnFull.BLOCK,
             send_timeout=SETUP_TIMEOUT,
@@ -31,10 +47,22 @@ def make_sender(pattern: str, hwm: int) -> Sender:
     )
 
 
-def make_receiver(pattern: str, endpoint: str, hwm: int) -> Receiver:
+def make_receiver(pattern: str, endpoint: str, hwm: int, api: ModuleType = peermq) -> Any:
     if pattern == "pubsub":
-        return peermq.Subscriber(connect=endpoint, options=options(hwm))
-    return peermq.Puller(connect=endpoint, options=options(hwm))
+        return api.Subscriber(connect=endpoint, options=options(hwm))
+    return api.Puller(connect=endpoint, options=options(hwm))
+
+
+def lat_sockets(spec: Spec, side: Connection, api: ModuleType = peermq) -> tuple[Any, Any]:
+    """Each end binds its sender and connects its receiver to the other end's sender."""
+    out = make_sender(spec.pattern, 1000, api)
+    try:
+        side.send(out.endpoints[0])
+        inp = make_receiver(spec.pattern, str(expect(side, "peer endpoint")), 1000, api)
+    except BaseException:
+        out.close()
+        raise
+    return out, inp
 
 
 def wait_ready(sock: Sender) -> None:
@@ -45,6 +73,7 @@ def wait_ready(sock: Sender) -> None:
 
 
 def sender(spec: Spec, ctl: Connection, side: Connection) -> None:
+    sock: Sender
     with make_sender(spec.pattern, spec.hwm) as sock:
         ctl.send(sock.endpoints[0])
         wait_ready(sock)
@@ -67,11 +96,11 @@ def sender(spec: Spec, ctl: Connection, side: Connection) -> None:
                 if not n & 1023 and time.perf_counter() - t0 > limit:
                     break
         t1 = time.perf_counter()
-        ctl.send({"sent": n, "send_rate": n / (t1 - t0), "dropped": sock.stats().dropped})
-        finish(side, spec.limit)
+        report_sent(ctl, side, spec, n, t0, t1, dropped=sock.stats().dropped)
 
 
 def receiver(spec: Spec, endpoint: str, ctl: Connection, side: Connection) -> None:
+    sock: Receiver
     with make_receiver(spec.pattern, endpoint, spec.hwm) as sock:
         count, limit, idle = spec.count, spec.limit + spec.idle, spec.idle
         first = sock.recv(timeout=SETUP_TIMEOUT)
@@ -97,23 +126,11 @@ def receiver(spec: Spec, endpoint: str, ctl: Connection, side: Connection) -> No
         except TimeoutError:
             t1, ended = time.perf_counter() - idle, "idle"
         del first
-        ctl.send(_thr(n, t0, t1, ended, gaps=sock.stats().gaps))
-        side.send("done")
-
-
-def _lat_sockets(spec: Spec, side: Connection) -> tuple[Sender, Receiver]:
-    out = make_sender(spec.pattern, 1000)
-    try:
-        side.send(out.endpoints[0])
-        inp = make_receiver(spec.pattern, str(expect(side, "peer endpoint")), 1000)
-    except BaseException:
-        out.close()
-        raise
-    return out, inp
+        report_received(ctl, side, n, t0, t1, ended, gaps=sock.stats().gaps)
 
 
 def pinger(spec: Spec, ctl: Connection, side: Connection) -> None:
-    out, inp = _lat_sockets(spec, side)
+    out, inp = lat_sockets(spec, side)
     with out, inp:
         wait_ready(out)
         send, recv = out.send, inp.recv
@@ -134,7 +151,7 @@ def pinger(spec: Spec, ctl: Connection, side: Connection) -> None:
 
 
 def ponger(spec: Spec, ctl: Connection, side: Connection) -> None:
-    out, inp = _lat_sockets(spec, side)
+    out, inp = lat_sockets(spec, side)
     with out, inp:
         wait_ready(out)
         send, recv = out.send, inp.recv

@@ -1,4 +1,7 @@
-"""peermq.aio: the asyncio twins, one ``await`` per message on both sides."""
+"""peermq.aio: the asyncio twins, one ``await`` per message on both sides.
+
+Set-up as in _peer.py (the same functions, ``api=aio``); here only the waits and the measured
+loops."""
 
 from __future__ import annotations
 
@@ -6,42 +9,22 @@ import asyncio
 import time
 from multiprocessing.connection import Connection
 
-import peermq
 import peermq.aio as aio
 
 from ._common import (
-    ENDPOINT,
     SETUP_TIMEOUT,
     TOPIC,
     Spec,
-    expect,
-    finish,
     lat_result,
     payload,
+    report_received,
+    report_sent,
     watch,
 )
-from ._common import thr_result as _thr
-from ._peer import STOP, options
+from ._peer import STOP, lat_sockets, make_receiver, make_sender
 
 Sender = aio.Publisher | aio.Pusher
 Receiver = aio.Subscriber | aio.Puller
-
-
-def make_sender(pattern: str, hwm: int) -> Sender:
-    if pattern == "pubsub":
-        return aio.Publisher(bind=ENDPOINT, options=options(hwm))
-    return aio.Pusher(
-        bind=ENDPOINT, options=peermq.SocketOptions(
-            send_hwm=hwm, recv_hwm=hwm, linger=0.0, on_full=peermq.OnFull.BLOCK,
-            send_timeout=SETUP_TIMEOUT,
-        ),
-    )
-
-
-def make_receiver(pattern: str, endpoint: str, hwm: int) -> Receiver:
-    if pattern == "pubsub":
-        return aio.Subscriber(connect=endpoint, options=options(hwm))
-    return aio.Puller(connect=endpoint, options=options(hwm))
 
 
 async def wait_ready(sock: Sender) -> None:
@@ -51,8 +34,9 @@ async def wait_ready(sock: Sender) -> None:
         await sock.wait_for_peers(1, timeout=SETUP_TIMEOUT)
 
 
-async def _sender(spec: Spec, ctl: Connection, side: Connection) -> None:
-    async with make_sender(spec.pattern, spec.hwm) as sock:
+async def sender(spec: Spec, ctl: Connection, side: Connection) -> None:
+    sock: Sender
+    async with make_sender(spec.pattern, spec.hwm, aio) as sock:
         ctl.send(sock.endpoints[0])
         await wait_ready(sock)
         send, topic, data = sock.send, TOPIC, payload(spec.size)
@@ -65,12 +49,12 @@ async def _sender(spec: Spec, ctl: Connection, side: Connection) -> None:
             if not n & 1023 and time.perf_counter() - t0 > limit:
                 break
         t1 = time.perf_counter()
-        ctl.send({"sent": n, "send_rate": n / (t1 - t0), "dropped": sock.stats().dropped})
-        finish(side, spec.limit)
+        report_sent(ctl, side, spec, n, t0, t1, dropped=sock.stats().dropped)
 
 
-async def _receiver(spec: Spec, endpoint: str, ctl: Connection, side: Connection) -> None:
-    async with make_receiver(spec.pattern, endpoint, spec.hwm) as sock:
+async def receiver(spec: Spec, endpoint: str, ctl: Connection, side: Connection) -> None:
+    sock: Receiver
+    async with make_receiver(spec.pattern, endpoint, spec.hwm, aio) as sock:
         count = spec.count
         n, t0, t1 = 0, 0.0, 0.0
         first = await sock.recv(timeout=SETUP_TIMEOUT)
@@ -87,24 +71,12 @@ async def _receiver(spec: Spec, endpoint: str, ctl: Connection, side: Connection
 
         end, ended = await watch(drain, lambda: n, spec.limit + spec.idle, spec.idle)
         del first
-        ctl.send(_thr(n, t0, t1 if ended == "count" else end, ended,
-                      gaps=sock.stats().gaps))
-        side.send("done")
+        report_received(ctl, side, n, t0, t1 if ended == "count" else end, ended,
+                        gaps=sock.stats().gaps)
 
 
-async def _lat_sockets(spec: Spec, side: Connection) -> tuple[Sender, Receiver]:
-    out = make_sender(spec.pattern, 1000)
-    try:
-        side.send(out.endpoints[0])
-        inp = make_receiver(spec.pattern, str(expect(side, "peer endpoint")), 1000)
-    except BaseException:
-        out.close()
-        raise
-    return out, inp
-
-
-async def _pinger(spec: Spec, ctl: Connection, side: Connection) -> None:
-    out, inp = await _lat_sockets(spec, side)
+async def pinger(spec: Spec, ctl: Connection, side: Connection) -> None:
+    out, inp = lat_sockets(spec, side, aio)
     async with out, inp:
         await wait_ready(out)
         send, recv = out.send, inp.recv
@@ -124,8 +96,8 @@ async def _pinger(spec: Spec, ctl: Connection, side: Connection) -> None:
         ctl.send(lat_result(samples))
 
 
-async def _ponger(spec: Spec, ctl: Connection, side: Connection) -> None:
-    out, inp = await _lat_sockets(spec, side)
+async def ponger(spec: Spec, ctl: Connection, side: Connection) -> None:
+    out, inp = lat_sockets(spec, side, aio)
     async with out, inp:
         await wait_ready(out)
         send, recv = out.send, inp.recv
@@ -139,19 +111,3 @@ async def _ponger(spec: Spec, ctl: Connection, side: Connection) -> None:
 
         await asyncio.wait_for(echo(), SETUP_TIMEOUT + spec.limit + 5.0)
         ctl.send({})
-
-
-def sender(spec: Spec, ctl: Connection, side: Connection) -> None:
-    asyncio.run(_sender(spec, ctl, side))
-
-
-def receiver(spec: Spec, endpoint: str, ctl: Connection, side: Connection) -> None:
-    asyncio.run(_receiver(spec, endpoint, ctl, side))
-
-
-def pinger(spec: Spec, ctl: Connection, side: Connection) -> None:
-    asyncio.run(_pinger(spec, ctl, side))
-
-
-def ponger(spec: Spec, ctl: Connection, side: Connection) -> None:
-    asyncio.run(_ponger(spec, ctl, side))

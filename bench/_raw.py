@@ -2,24 +2,39 @@
 
 No slow-joiner loss: the sender sends probe frames until the receiver, over a side pipe, says
 one arrived; then it sends one GO frame and the measured stream. The receiver skips frames up
-to GO, so what it counts is exactly the stream.
+to GO, so what it counts is exactly the stream. Socket set-up here serves the asyncio twin
+(_raw_aio.py) too: only the waits and the measured loops differ.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
+from typing import Any, TypeVar
 
 import msgpack
 import zmq
 
-from ._common import ENDPOINT, SETUP_TIMEOUT, TOPIC, Spec, expect, finish, lat_result, payload
-from ._common import thr_result as _thr
+from ._common import (
+    ENDPOINT,
+    SETUP_TIMEOUT,
+    TOPIC,
+    Spec,
+    expect,
+    lat_result,
+    payload,
+    report_received,
+    report_sent,
+)
 
 PROBE = msgpack.packb(("probe", b""))
 GO = msgpack.packb(("go", b""))
 STOP = "stop"
+
+S = TypeVar("S", bound="zmq.Socket[Any]")
+C = TypeVar("C", bound="zmq.Context[Any]")
 
 
 def kinds(pattern: str) -> tuple[int, int]:
@@ -27,7 +42,16 @@ def kinds(pattern: str) -> tuple[int, int]:
     return (zmq.PUB, zmq.SUB) if pattern == "pubsub" else (zmq.PUSH, zmq.PULL)
 
 
-def make(ctx: zmq.Context[zmq.Socket[bytes]], kind: int, hwm: int) -> zmq.Socket[bytes]:
+@contextlib.contextmanager
+def destroyed(ctx: C) -> Iterator[C]:
+    """``ctx``, with every socket it made closed (linger 0) and itself ended on the way out."""
+    try:
+        yield ctx
+    finally:
+        ctx.destroy(linger=0)
+
+
+def make(ctx: zmq.Context[S], kind: int, hwm: int) -> S:
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, hwm)
@@ -35,6 +59,30 @@ def make(ctx: zmq.Context[zmq.Socket[bytes]], kind: int, hwm: int) -> zmq.Socket
     if kind == zmq.SUB:
         sock.setsockopt(zmq.SUBSCRIBE, b"")
     return sock
+
+
+def bound_sender(ctx: zmq.Context[S], spec: Spec, ctl: Connection) -> S:
+    """The sending socket of a throughput run, bound; its endpoint goes to the run."""
+    sock = make(ctx, kinds(spec.pattern)[0], spec.hwm)
+    sock.bind(ENDPOINT)
+    ctl.send(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+    return sock
+
+
+def connected_receiver(ctx: zmq.Context[S], spec: Spec, endpoint: str) -> S:
+    sock = make(ctx, kinds(spec.pattern)[1], spec.hwm)
+    sock.connect(endpoint)
+    return sock
+
+
+def lat_sockets(ctx: zmq.Context[S], spec: Spec, side: Connection) -> tuple[S, S]:
+    """Each end binds its sending socket and connects its receiving one to the other end's."""
+    out_kind, in_kind = kinds(spec.pattern)
+    out, inp = make(ctx, out_kind, 1000), make(ctx, in_kind, 1000)
+    out.bind(ENDPOINT)
+    side.send(out.getsockopt_string(zmq.LAST_ENDPOINT))
+    inp.connect(str(expect(side, "peer endpoint")))
+    return out, inp
 
 
 def probe_until_ready(sock: zmq.Socket[bytes], side: Connection) -> None:
@@ -60,11 +108,8 @@ def wait_for_go(sock: zmq.Socket[bytes], side: Connection) -> None:
 
 
 def sender(spec: Spec, ctl: Connection, side: Connection) -> None:
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    sock = make(ctx, kinds(spec.pattern)[0], spec.hwm)
-    try:
-        sock.bind(ENDPOINT)
-        ctl.send(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+    with destroyed(zmq.Context()) as ctx:
+        sock = bound_sender(ctx, spec, ctl)
         probe_until_ready(sock, side)
         send, packb, topic, data = sock.send, msgpack.packb, TOPIC, payload(spec.size)
         count, limit = spec.count, spec.limit
@@ -76,18 +121,12 @@ def sender(spec: Spec, ctl: Connection, side: Connection) -> None:
             if not n & 1023 and time.perf_counter() - t0 > limit:
                 break
         t1 = time.perf_counter()
-        ctl.send({"sent": n, "send_rate": n / (t1 - t0)})
-        finish(side, spec.limit)
-    finally:
-        sock.close(0)
-        ctx.term()
+        report_sent(ctl, side, spec, n, t0, t1)
 
 
 def receiver(spec: Spec, endpoint: str, ctl: Connection, side: Connection) -> None:
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    sock = make(ctx, kinds(spec.pattern)[1], spec.hwm)
-    try:
-        sock.connect(endpoint)
+    with destroyed(zmq.Context()) as ctx:
+        sock = connected_receiver(ctx, spec, endpoint)
         wait_for_go(sock, side)
         sock.setsockopt(zmq.RCVTIMEO, round(spec.idle * 1000))
         recv, unpackb = sock.recv, msgpack.unpackb
@@ -105,29 +144,12 @@ def receiver(spec: Spec, endpoint: str, ctl: Connection, side: Connection) -> No
             t1 = time.perf_counter()
         except zmq.Again:
             t1, ended = time.perf_counter() - spec.idle, "idle"
-        ctl.send(_thr(n, t0, t1, ended))
-        side.send("done")
-    finally:
-        sock.close(0)
-        ctx.term()
-
-
-def _lat_sockets(
-    spec: Spec, side: Connection
-) -> tuple[zmq.Context[zmq.Socket[bytes]], zmq.Socket[bytes], zmq.Socket[bytes]]:
-    """Each end binds its sending socket and connects its receiving one to the other end's."""
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    out_kind, in_kind = kinds(spec.pattern)
-    out, inp = make(ctx, out_kind, 1000), make(ctx, in_kind, 1000)
-    out.bind(ENDPOINT)
-    side.send(out.getsockopt_string(zmq.LAST_ENDPOINT))
-    inp.connect(str(expect(side, "peer endpoint")))
-    return ctx, out, inp
+        report_received(ctl, side, n, t0, t1, ended)
 
 
 def pinger(spec: Spec, ctl: Connection, side: Connection) -> None:
-    ctx, out, inp = _lat_sockets(spec, side)
-    try:
+    with destroyed(zmq.Context()) as ctx:
+        out, inp = lat_sockets(ctx, spec, side)
         # Handshake: ping until one comes back, then let stragglers drain.
         out.setsockopt(zmq.SNDTIMEO, 100)
         inp.setsockopt(zmq.RCVTIMEO, 20)
@@ -142,11 +164,9 @@ def pinger(spec: Spec, ctl: Connection, side: Connection) -> None:
             except zmq.Again:
                 continue
         inp.setsockopt(zmq.RCVTIMEO, 200)
-        try:
+        with contextlib.suppress(zmq.Again):
             while True:
                 inp.recv()
-        except zmq.Again:
-            pass
         inp.setsockopt(zmq.RCVTIMEO, round(SETUP_TIMEOUT * 1000))
         send, recv, packb, unpackb = out.send, inp.recv, msgpack.packb, msgpack.unpackb
         topic, data = TOPIC, payload(spec.size)
@@ -163,15 +183,11 @@ def pinger(spec: Spec, ctl: Connection, side: Connection) -> None:
                     break
         out.send(packb((STOP, b"")))
         ctl.send(lat_result(samples))
-    finally:
-        out.close(0)
-        inp.close(0)
-        ctx.term()
 
 
 def ponger(spec: Spec, ctl: Connection, side: Connection) -> None:
-    ctx, out, inp = _lat_sockets(spec, side)
-    try:
+    with destroyed(zmq.Context()) as ctx:
+        out, inp = lat_sockets(ctx, spec, side)
         inp.setsockopt(zmq.RCVTIMEO, round((SETUP_TIMEOUT + spec.limit) * 1000))
         send, recv, packb, unpackb = out.send, inp.recv, msgpack.packb, msgpack.unpackb
         while True:
@@ -180,7 +196,3 @@ def ponger(spec: Spec, ctl: Connection, side: Connection) -> None:
                 break
             send(packb((topic, data)))
         ctl.send({})
-    finally:
-        out.close(0)
-        inp.close(0)
-        ctx.term()

@@ -1,4 +1,6 @@
-"""The asyncio baseline: ``zmq.asyncio`` sockets, one msgpack frame per message, one await each."""
+"""The asyncio baseline: ``zmq.asyncio`` sockets, one msgpack frame per message, one await each.
+
+Set-up as in _raw.py (the same functions); here only the waits and the measured loops."""
 
 from __future__ import annotations
 
@@ -12,34 +14,19 @@ import zmq
 import zmq.asyncio
 
 from ._common import (
-    ENDPOINT,
     SETUP_TIMEOUT,
     TOPIC,
     Spec,
-    expect,
-    finish,
     lat_result,
     payload,
+    report_received,
+    report_sent,
     watch,
 )
-from ._common import thr_result as _thr
-from ._raw import GO, PROBE, STOP, kinds
-
-Ctx = zmq.asyncio.Context
-Sock = zmq.asyncio.Socket
+from ._raw import GO, PROBE, STOP, bound_sender, connected_receiver, destroyed, lat_sockets
 
 
-def make(ctx: Ctx, kind: int, hwm: int) -> Sock:
-    sock = ctx.socket(kind)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDHWM, hwm)
-    sock.setsockopt(zmq.RCVHWM, hwm)
-    if kind == zmq.SUB:
-        sock.setsockopt(zmq.SUBSCRIBE, b"")
-    return sock
-
-
-async def probe_until_ready(sock: Sock, side: Connection) -> None:
+async def probe_until_ready(sock: zmq.asyncio.Socket, side: Connection) -> None:
     end = time.monotonic() + SETUP_TIMEOUT
     while not side.poll(0.002):
         if time.monotonic() > end:
@@ -50,19 +37,16 @@ async def probe_until_ready(sock: Sock, side: Connection) -> None:
     await sock.send(GO)
 
 
-async def wait_for_go(sock: Sock, side: Connection) -> None:
+async def wait_for_go(sock: zmq.asyncio.Socket, side: Connection) -> None:
     await asyncio.wait_for(sock.recv(), SETUP_TIMEOUT)
     side.send("ready")
     while await asyncio.wait_for(sock.recv(), SETUP_TIMEOUT) != GO:
         pass
 
 
-async def _sender(spec: Spec, ctl: Connection, side: Connection) -> None:
-    ctx = Ctx()
-    sock = make(ctx, kinds(spec.pattern)[0], spec.hwm)
-    try:
-        sock.bind(ENDPOINT)
-        ctl.send(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+async def sender(spec: Spec, ctl: Connection, side: Connection) -> None:
+    with destroyed(zmq.asyncio.Context()) as ctx:
+        sock = bound_sender(ctx, spec, ctl)
         await probe_until_ready(sock, side)
         send, packb, topic, data = sock.send, msgpack.packb, TOPIC, payload(spec.size)
         count, limit = spec.count, spec.limit
@@ -74,18 +58,12 @@ async def _sender(spec: Spec, ctl: Connection, side: Connection) -> None:
             if not n & 1023 and time.perf_counter() - t0 > limit:
                 break
         t1 = time.perf_counter()
-        ctl.send({"sent": n, "send_rate": n / (t1 - t0)})
-        finish(side, spec.limit)
-    finally:
-        sock.close(0)
-        ctx.term()
+        report_sent(ctl, side, spec, n, t0, t1)
 
 
-async def _receiver(spec: Spec, endpoint: str, ctl: Connection, side: Connection) -> None:
-    ctx = Ctx()
-    sock = make(ctx, kinds(spec.pattern)[1], spec.hwm)
-    try:
-        sock.connect(endpoint)
+async def receiver(spec: Spec, endpoint: str, ctl: Connection, side: Connection) -> None:
+    with destroyed(zmq.asyncio.Context()) as ctx:
+        sock = connected_receiver(ctx, spec, endpoint)
         await wait_for_go(sock, side)
         count = spec.count
         n, t0, t1 = 0, 0.0, 0.0
@@ -101,26 +79,12 @@ async def _receiver(spec: Spec, endpoint: str, ctl: Connection, side: Connection
             t1 = time.perf_counter()
 
         end, ended = await watch(drain, lambda: n, spec.limit + spec.idle, spec.idle)
-        ctl.send(_thr(n, t0, t1 if ended == "count" else end, ended))
-        side.send("done")
-    finally:
-        sock.close(0)
-        ctx.term()
+        report_received(ctl, side, n, t0, t1 if ended == "count" else end, ended)
 
 
-async def _lat_sockets(spec: Spec, side: Connection) -> tuple[Ctx, Sock, Sock]:
-    ctx = Ctx()
-    out_kind, in_kind = kinds(spec.pattern)
-    out, inp = make(ctx, out_kind, 1000), make(ctx, in_kind, 1000)
-    out.bind(ENDPOINT)
-    side.send(out.getsockopt_string(zmq.LAST_ENDPOINT))
-    inp.connect(str(expect(side, "peer endpoint")))
-    return ctx, out, inp
-
-
-async def _pinger(spec: Spec, ctl: Connection, side: Connection) -> None:
-    ctx, out, inp = await _lat_sockets(spec, side)
-    try:
+async def pinger(spec: Spec, ctl: Connection, side: Connection) -> None:
+    with destroyed(zmq.asyncio.Context()) as ctx:
+        out, inp = lat_sockets(ctx, spec, side)
         end = time.monotonic() + SETUP_TIMEOUT
         while True:
             if time.monotonic() > end:
@@ -131,11 +95,9 @@ async def _pinger(spec: Spec, ctl: Connection, side: Connection) -> None:
                 break
             except (zmq.Again, TimeoutError):
                 continue
-        try:
+        with contextlib.suppress(TimeoutError):
             while True:
                 await asyncio.wait_for(inp.recv(), 0.2)
-        except TimeoutError:
-            pass
         send, recv, packb, unpackb = out.send, inp.recv, msgpack.packb, msgpack.unpackb
         topic, data = TOPIC, payload(spec.size)
         clock = time.perf_counter_ns
@@ -151,15 +113,11 @@ async def _pinger(spec: Spec, ctl: Connection, side: Connection) -> None:
                     break
         await out.send(packb((STOP, b"")))
         ctl.send(lat_result(samples))
-    finally:
-        out.close(0)
-        inp.close(0)
-        ctx.term()
 
 
-async def _ponger(spec: Spec, ctl: Connection, side: Connection) -> None:
-    ctx, out, inp = await _lat_sockets(spec, side)
-    try:
+async def ponger(spec: Spec, ctl: Connection, side: Connection) -> None:
+    with destroyed(zmq.asyncio.Context()) as ctx:
+        out, inp = lat_sockets(ctx, spec, side)
         send, recv, packb, unpackb = out.send, inp.recv, msgpack.packb, msgpack.unpackb
 
         async def echo() -> None:
@@ -171,23 +129,3 @@ async def _ponger(spec: Spec, ctl: Connection, side: Connection) -> None:
 
         await asyncio.wait_for(echo(), SETUP_TIMEOUT + spec.limit + 5.0)
         ctl.send({})
-    finally:
-        out.close(0)
-        inp.close(0)
-        ctx.term()
-
-
-def sender(spec: Spec, ctl: Connection, side: Connection) -> None:
-    asyncio.run(_sender(spec, ctl, side))
-
-
-def receiver(spec: Spec, endpoint: str, ctl: Connection, side: Connection) -> None:
-    asyncio.run(_receiver(spec, endpoint, ctl, side))
-
-
-def pinger(spec: Spec, ctl: Connection, side: Connection) -> None:
-    asyncio.run(_pinger(spec, ctl, side))
-
-
-def ponger(spec: Spec, ctl: Connection, side: Connection) -> None:
-    asyncio.run(_ponger(spec, ctl, side))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
-import os
+import inspect
 import traceback
 from multiprocessing.connection import Connection
 
-from ._common import Spec
+from ._common import Spec, pin
 
 MODULES = {
     "raw": "bench._raw",
@@ -22,14 +23,16 @@ def main(
     role: str, spec: Spec, ctl: Connection, side: Connection, endpoint: str = "",
     cpu: int | None = None,
 ) -> None:
+    """Run ``role`` (sender, receiver, pinger, ponger) of ``spec.impl``; an async role (the
+    asyncio twins) in a fresh event loop."""
     try:
-        if cpu is not None:  # before any ZeroMQ context: its I/O thread inherits the mask
-            os.sched_setaffinity(0, {cpu})
+        pin(cpu)
         fn = getattr(importlib.import_module(MODULES[spec.impl]), role)
-        if role == "receiver":
-            fn(spec, endpoint, ctl, side)
+        args = (spec, endpoint, ctl, side) if role == "receiver" else (spec, ctl, side)
+        if inspect.iscoroutinefunction(fn):
+            asyncio.run(fn(*args))
         else:
-            fn(spec, ctl, side)
+            fn(*args)
     except BaseException:
         ctl.send({"error": f"{spec.impl} {role}: {traceback.format_exc()}"})
         raise SystemExit(1) from None

@@ -13,8 +13,6 @@ best of ``--reps`` runs is kept. docs/performance.md ("Security") reports the fi
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing as mp
 import os
 import sys
@@ -29,6 +27,7 @@ if not __package__:  # run as a script: python bench/curve.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import peermq
+from bench._common import arguments, write_json
 from peermq.config import SecurityOptions
 from peermq.security import TrustStore, init_keys
 
@@ -165,10 +164,8 @@ def make_keys(root: str) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="few messages, one run each")
+    parser = arguments(__doc__, "few messages, one run each")
     parser.add_argument("--reps", type=int, default=3, help="runs per figure (best is kept)")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
     reps = 1 if args.quick else args.reps
     sizes = {64: 200_000, 1024: 100_000, 65536: 5_000}
@@ -191,10 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{impl:8} {size:>6} {plain.rate:>12,.0f} {curve.rate:>12,.0f} "
                       f"{cost:>6.1%}", flush=True)
                 rows += [asdict(plain) | {"rate": plain.rate}, asdict(curve) | {"rate": curve.rate}]
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"results": rows, "zmq": zmq.zmq_version(), "pyzmq": zmq.__version__},
-                      f, indent=1)
+    write_json(args.json, {"results": rows, "zmq": zmq.zmq_version(), "pyzmq": zmq.__version__})
     return 0
 
 

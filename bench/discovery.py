@@ -23,8 +23,6 @@ namespace: nothing it sends may reach a real network.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -37,6 +35,7 @@ if not __package__:  # run as a script: python bench/discovery.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     __package__ = "bench"
 
+from bench._common import arguments, write_json
 from tests.network.lab import Lab, can_make_namespaces
 
 T = 15.0
@@ -167,10 +166,8 @@ def push_partition(heartbeats: bool, outage: float) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = arguments(__doc__, "few repetitions (a smoke run)")
     p.add_argument("--runs", type=int, default=20, help="repetitions of the start figure")
-    p.add_argument("--quick", action="store_true", help="few repetitions (a smoke run)")
-    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--only", choices=["start", "gone", "many", "push"], action="append")
     a = p.parse_args(argv)
     if os.geteuid() != 0 or not _private():
@@ -212,9 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"push, one puller cut off {outage:.0f} s, heartbeats "
                   f"{'on ' if r['heartbeats'] else 'off'}: sent {r['sent']}, received "
                   f"{r['received']}, lost {r['lost']}")
-    if a.json:
-        with open(a.json, "w", encoding="utf-8") as f:
-            json.dump(figures, f, indent=2)
+    write_json(a.json, figures)
     return 0
 
 

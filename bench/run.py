@@ -11,8 +11,6 @@ over tcp://127.0.0.1 with OS-chosen ports. docs/performance.md explains each fig
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -23,7 +21,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from multiprocessing.connection import Connection
 from typing import Any
 
 import msgpack
@@ -36,7 +33,7 @@ if not __package__:  # run as a script: python bench/run.py
     __package__ = "bench"
 
 from bench import _worker
-from bench._common import SETUP_TIMEOUT, Spec
+from bench._common import SETUP_TIMEOUT, Spec, arguments, cpu_pair, expect, write_json
 
 SIZES = {"64 B": 64, "1 KiB": 1024, "64 KiB": 64 * 1024}
 PATTERNS = {"pubsub": "PUB/SUB", "pushpull": "PUSH/PULL"}
@@ -112,24 +109,6 @@ def plan(p: Profile) -> list[Row]:
 # -- running one measurement
 
 
-def _recv(conn: Connection, timeout: float, what: str) -> Any:
-    if not conn.poll(timeout):
-        raise TimeoutError(f"{what}: no answer within {timeout:.0f}s")
-    got = conn.recv()
-    if isinstance(got, dict) and "error" in got:
-        raise RuntimeError(got["error"])
-    return got
-
-
-def cpu_pair() -> tuple[int, int] | None:
-    """Two CPUs this process may run on, to pin the two ends of a measurement to."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return None
-    return (cpus[0], cpus[1]) if len(cpus) >= 2 else None
-
-
 def measure(spec: Spec, pin: tuple[int, int] | None = None) -> dict[str, Any]:
     """Run one measurement in two fresh processes; returns the figures both sides reported.
 
@@ -147,18 +126,18 @@ def measure(spec: Spec, pin: tuple[int, int] | None = None) -> dict[str, Any]:
                          args=(first, spec, ctl_a_child, side_a, "", pin and pin[0]))
         pa.start()
         procs.append(pa)
-        endpoint = _recv(ctl_a, SETUP_TIMEOUT + 10.0, first) if spec.mode == "thr" else ""
+        endpoint = expect(ctl_a, first, SETUP_TIMEOUT + 10.0) if spec.mode == "thr" else ""
         pb = ctx.Process(target=_worker.main, daemon=True,
                          args=(second, spec, ctl_b_child, side_b, endpoint, pin and pin[1]))
         pb.start()
         procs.append(pb)
         if spec.mode == "thr":
-            got = {**_recv(ctl_a, wait, first), **_recv(ctl_b, wait, second)}
+            got = {**expect(ctl_a, first, wait), **expect(ctl_b, second, wait)}
             if got["ended"] != "limit":  # everything that was coming has come
                 got["lost"] = got["sent"] - got["received"]
         else:
-            got = _recv(ctl_a, wait, first)
-            _recv(ctl_b, wait, second)
+            got = expect(ctl_a, first, wait)
+            expect(ctl_b, second, wait)
         for p in procs:
             p.join(10.0)
         return got
@@ -332,8 +311,7 @@ def _cpu_model() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small counts, one repetition (smoke run)")
+    ap = arguments(__doc__, "small counts, one repetition (smoke run)", "python -m bench.run")
     ap.add_argument("--only", metavar="NAME", action="append", default=[],
                     help="keep cases whose name contains NAME (case-insensitive; repeatable), "
                          "e.g. 'PUB/SUB 64 B', asyncio, send_many, 'round trip'")
@@ -345,7 +323,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-pin", dest="pin", action="store_false",
                     help="let the OS place the processes (default: sender or pinger on CPU 0, "
                          "receiver or ponger on CPU 1; noisier, see docs/performance.md)")
-    ap.add_argument("--json", metavar="FILE", help="write every figure and run to FILE")
     args = ap.parse_args(argv)
 
     profile = QUICK if args.quick else FULL
@@ -376,17 +353,15 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"load average {load:.2f} before, {after:.2f} after")
     if load > 0.5:
         print("note: the machine was already busy when the run started; figures are noisy")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({
-                "command": shlex.join(["python", "-m", "bench.run", *(argv or sys.argv[1:])]),
-                "machine": info,
-                "stat": args.stat,
-                "pinned": pin,
-                "load_average": [load, after],
-                "table": lines,
-                "runs": [{"spec": asdict(s), "results": r} for s, r in results.items()],
-            }, f, indent=1)
+    write_json(args.json, {
+        "command": shlex.join(["python", "-m", "bench.run", *(argv or sys.argv[1:])]),
+        "machine": info,
+        "stat": args.stat,
+        "pinned": pin,
+        "load_average": [load, after],
+        "table": lines,
+        "runs": [{"spec": asdict(s), "results": r} for s, r in results.items()],
+    })
     return 1 if any(ln["result"] == "ERROR" for ln in lines) else 0
 
 

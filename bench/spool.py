@@ -13,10 +13,8 @@ the moment the sender has every acknowledgement (``wait_for_acks``).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -33,6 +31,8 @@ from typing import Any
 if not __package__:  # run as a script: python bench/spool.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     __package__ = "bench"
+
+from bench._common import arguments, cpu_pair, expect, pin, write_json
 
 TIMEOUT = 120.0
 TARGET = 100_000.0
@@ -52,13 +52,8 @@ class Case:
         return "send" if not self.batch else f"send_many({self.batch})"
 
 
-def _pin(cpu: int | None) -> None:
-    if cpu is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {cpu})
-
-
 def _receiver(case: Case, endpoint: str, conn: Connection, cpu: int | None) -> None:
-    _pin(cpu)
+    pin(cpu)
     import peermq  # noqa: PLC0415 (spawned: import after pinning)
 
     with peermq.Puller(connect=endpoint, ack=peermq.AckMode.AUTO) as pull:
@@ -70,7 +65,7 @@ def _receiver(case: Case, endpoint: str, conn: Connection, cpu: int | None) -> N
 
 
 def _sender(case: Case, directory: str, conn: Connection, cpu: int | None) -> None:
-    _pin(cpu)
+    pin(cpu)
     import peermq  # noqa: PLC0415
 
     opts = peermq.SpoolOptions(fsync=case.fsync, max_bytes=64 << 30)  # type: ignore[arg-type]
@@ -102,22 +97,22 @@ def _rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def measure(case: Case, base: str, pin: tuple[int, int] | None) -> dict[str, Any]:
+def measure(case: Case, base: str, cpus: tuple[int, int] | None) -> dict[str, Any]:
     directory = tempfile.mkdtemp(prefix="spool-", dir=base)
     ctx = mp.get_context("spawn")
     s_conn, s_child = ctx.Pipe()
     r_conn, r_child = ctx.Pipe()
-    sender = ctx.Process(target=_sender, args=(case, directory, s_child, pin and pin[0]))
+    sender = ctx.Process(target=_sender, args=(case, directory, s_child, cpus and cpus[0]))
     sender.start()
     try:
-        endpoint = _get(s_conn, "sender endpoint")
-        receiver = ctx.Process(target=_receiver, args=(case, endpoint, r_child, pin and pin[1]))
+        endpoint = expect(s_conn, "sender endpoint")
+        receiver = ctx.Process(target=_receiver, args=(case, endpoint, r_child, cpus and cpus[1]))
         receiver.start()
         try:
-            _get(r_conn, "receiver ready")
+            expect(r_conn, "receiver ready")
             s_conn.send("go")
-            result = _get(s_conn, "sender result", TIMEOUT * 2)
-            received = _get(r_conn, "receiver count")
+            result = expect(s_conn, "sender result", TIMEOUT * 2)
+            received = expect(r_conn, "receiver count")
             r_conn.send("bye")
         finally:
             receiver.join(10)
@@ -131,12 +126,6 @@ def measure(case: Case, base: str, pin: tuple[int, int] | None) -> dict[str, Any
     rate = case.count / result["acked_s"]
     return {**asdict(case), "mode": case.label, "received": received,
             "acked_rate": rate, "send_rate": case.count / result["sent_s"], **result}
-
-
-def _get(conn: Connection, what: str, timeout: float = 30.0) -> Any:
-    if not conn.poll(timeout):
-        raise SystemExit(f"bench: no {what} within {timeout}s")
-    return conn.recv()
 
 
 # -- memory of a large spool
@@ -197,7 +186,7 @@ def memory(n: int, base: str) -> dict[str, Any]:
         a, b = ctx.Pipe()
         p = ctx.Process(target=_open_probe, args=(directory, b))
         p.start()
-        got = _get(a, "memory probe", 600.0)
+        got = expect(a, "memory probe", 600.0)
         p.join(30)
         disk = sum(os.path.getsize(os.path.join(r, f))
                    for r, _, fs in os.walk(directory) for f in fs)
@@ -261,8 +250,7 @@ def machine(base: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="a tenth of the messages")
+    ap = arguments(__doc__, "a tenth of the messages")
     ap.add_argument("--dir", default=None, help="where to make the spools (a real disk)")
     ap.add_argument("--memory", type=int, default=None, metavar="N",
                     help="also open a spool of N messages and report its memory")
@@ -270,19 +258,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=["batch", "never", "always"], default=None)
     ap.add_argument("--no-rabbitmq", action="store_true",
                     help="skip RabbitMQ even when rabbitmq-server is installed")
-    ap.add_argument("--json", default=None, metavar="FILE")
     args = ap.parse_args(argv)
     base = args.dir or tempfile.gettempdir()
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    pin = (cpus[0], cpus[1]) if args.pin and len(cpus) >= 2 else None
+    cpus = cpu_pair() if args.pin else None
     info = machine(base)
-    placed = f"pinned to CPUs {pin[0]} and {pin[1]}" if pin else "not pinned"
+    placed = f"pinned to CPUs {cpus[0]} and {cpus[1]}" if cpus else "not pinned"
     print(f"spool bench: {info}, spools in {base}, {placed}", flush=True)
     rows = []
     for case in plan(args.quick):
         if args.only and case.fsync != args.only:
             continue
-        r = measure(case, base, pin)
+        r = measure(case, base, cpus)
         rows.append(r)
         print(f"  {case.fsync:<6} {case.label:<14} {r['acked_rate']:>10,.0f} msg/s acked "
               f"({r['send_rate']:,.0f}/s stored)", flush=True)
@@ -310,10 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         if best is not None:
             line += f"; peermq fsync=batch is {best / rabbit['rate']:.1f}x that"
         print(line)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": info, "rows": rows, "memory": mem, "rabbitmq": rabbit}, f,
-                      indent=2)
+    write_json(args.json, {"machine": info, "rows": rows, "memory": mem, "rabbitmq": rabbit})
     return 0
 
 
