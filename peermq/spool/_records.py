@@ -40,7 +40,7 @@ _SEG = struct.Struct("<8sIQI")
 SEGMENT_HEADER = _SEG.size  # 24
 _SEG_MAGIC = b"PMQSEG\r\n"
 SEGMENT_VERSION = 1
-_NO_LIMIT = 1 << 62
+_NO_LIMIT = 1 << 64  # above any u64 seq: a record with a huge seq is still checked
 
 
 class Kind(enum.IntEnum):
@@ -99,7 +99,8 @@ class Scan:
 
     seqs: list[int]
     offsets: list[int]
-    """Start of each good record (relative to the buffer)."""
+    """Start of each good record (relative to the buffer); with a ``stride``, of one record
+    per ``stride`` bytes only (the first always)."""
     end: int
     """Offset just past the last good record."""
     bad: bool
@@ -107,20 +108,25 @@ class Scan:
     the buffer or a record cut by it)."""
     truncated: bool
     """True if the last record starts in the buffer but runs past its end."""
+    count: int = 0
+    """Good records (all of them, with a ``stride`` too)."""
+    last: int = 0
+    """Seq of the last record walked (``after_seq`` if none)."""
 
 
 def scan(
     data: bytes | memoryview, start: int = 0, *, max_length: int, after_seq: int = -1,
-    max_bytes: int = _NO_LIMIT,
+    max_bytes: int = _NO_LIMIT, stride: int = 0,
 ) -> Scan:
     """Walk good records from ``start``: magic right, length sane, crc right, seqs increasing.
 
     Stops at the first record that is not good (``bad``), at the end of ``data``, or past
-    ``max_bytes`` of records (one at least: 0 checks just the record at ``start``).
+    ``max_bytes`` of records (one at least: 0 checks just the record at ``start``). Every
+    record is checked; with a ``stride``, only one per ``stride`` bytes is listed (a sparse
+    index), which is what makes opening a large spool cheap.
     """
-    seqs, offsets, end, bad, truncated, _ = _walk(
-        data, start, max_length=max_length, after_seq=after_seq, max_bytes=max_bytes)
-    return Scan(seqs, offsets, end, bad, truncated)
+    return _walk(data, start, max_length=max_length, after_seq=after_seq, max_bytes=max_bytes,
+                 stride=stride)
 
 
 def take(
@@ -131,22 +137,21 @@ def take(
     (one at least): (seqs, offsets, end, bad, last). Records before ``first`` are walked by
     their headers only; the ones taken are checked in full. ``end`` is where the walk stopped,
     ``last`` the seq of the last record walked."""
-    seqs, offsets, end, bad, _, last = _walk(
-        data, start, max_length=max_length, after_seq=after_seq, first=first, upto=upto,
-        max_bytes=max_bytes)
-    return seqs, offsets, end, bad, last
+    got = _walk(data, start, max_length=max_length, after_seq=after_seq, first=first,
+                upto=upto, max_bytes=max_bytes)
+    return got.seqs, got.offsets, got.end, got.bad, got.last
 
 
 def _walk(
     data: bytes | memoryview, start: int, *, max_length: int, after_seq: int,
-    first: int = 0, upto: int = _NO_LIMIT, max_bytes: int = _NO_LIMIT,
-) -> tuple[list[int], list[int], int, bool, bool, int]:
-    """The one record walk: (seqs, offsets, end, bad, truncated, last seq walked).
+    first: int = 0, upto: int = _NO_LIMIT, max_bytes: int = _NO_LIMIT, stride: int = 0,
+) -> Scan:
+    """The one record walk, for scan and take.
 
     Headers are checked for every record (magic, sane length, increasing seq); the crc only
-    for the records kept (seq >= ``first``). Stops at a bad record, at a record cut by the
-    end of ``data`` (truncated), past ``upto``, or past ``max_bytes`` of kept records (one
-    kept at least).
+    for the records kept (seq >= ``first``), which are listed (one per ``stride`` bytes if
+    given). Stops at a bad record, at a record cut by the end of ``data`` (truncated), past
+    ``upto``, or past ``max_bytes`` of kept records (one kept at least).
     """
     mv = memoryview(data)
     n = len(mv)
@@ -157,6 +162,8 @@ def _walk(
     pos = start
     last = after_seq
     stop = n  # where kept records must end: the buffer, then also the byte budget
+    listed = start  # where the next record to list may start
+    count = 0
     bad = truncated = False
     while pos < n:
         if n - pos < HEADER:
@@ -174,13 +181,16 @@ def _walk(
             if crc32(mv[pos + 6 : end]) != crc:
                 bad = True
                 break
-            if not seqs:
+            if not count:
                 stop = min(n, pos + max(max_bytes, end - pos))
-            seqs.append(seq)
-            offsets.append(pos)
+            count += 1
+            if pos >= listed:
+                seqs.append(seq)
+                offsets.append(pos)
+                listed = pos + stride
         last = seq
         pos = end
-    return seqs, offsets, pos, bad, truncated, last
+    return Scan(seqs, offsets, pos, bad, truncated, count, last)
 
 
 def seq_at(data: bytes | memoryview, offset: int) -> int:

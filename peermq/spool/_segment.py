@@ -122,8 +122,9 @@ def scan_file(fd: int, *, max_length: int, after_seq: int = 0) -> SegmentScan:
     while pos < size:
         chunk = os.pread(fd, min(_CHUNK, size - pos), pos)
         at_eof = pos + len(chunk) >= size
-        found = rec.scan(chunk, 0, max_length=max_length, after_seq=state.last)
-        state.add(found.seqs, [pos + off for off in found.offsets])
+        found = rec.scan(chunk, 0, max_length=max_length, after_seq=state.last,
+                         stride=INDEX_STRIDE)
+        state.add(found, pos)
         pos += found.end
         if pos >= size:
             break
@@ -132,8 +133,8 @@ def scan_file(fd: int, *, max_length: int, after_seq: int = 0) -> SegmentScan:
                 continue  # the chunk cut a record: read on from its start
             big = _one_big_record(fd, pos, size, max_length, state.last)
             if big:
-                state.add([big[0]], [pos])
-                pos += big[1]
+                state.add(big, pos)
+                pos += big.end
                 continue
         # damage at pos: close the good run, then look for the next good record
         state.close(pos)
@@ -151,8 +152,8 @@ def scan_file(fd: int, *, max_length: int, after_seq: int = 0) -> SegmentScan:
 
 def _one_big_record(
     fd: int, pos: int, size: int, max_length: int, after_seq: int
-) -> tuple[int, int] | None:
-    """(seq, length) of a good record at ``pos`` too large for one read chunk, else None."""
+) -> rec.Scan | None:
+    """The scan of a good record at ``pos`` too large for one read chunk, else None."""
     head = os.pread(fd, rec.HEADER, pos)
     if len(head) < rec.HEADER or head[:2] != rec.MAGIC:
         return None
@@ -161,7 +162,7 @@ def _one_big_record(
         return None
     one = rec.scan(os.pread(fd, need, pos), 0, max_length=max_length, after_seq=after_seq,
                    max_bytes=0)
-    return (one.seqs[0], one.end) if one.seqs else None
+    return one if one.count else None
 
 
 class _Run:
@@ -175,18 +176,19 @@ class _Run:
         self.count = 0
         self.last_idx = -INDEX_STRIDE
 
-    def add(self, seqs: list[int], offsets: list[int]) -> None:
-        if not seqs:
+    def add(self, found: rec.Scan, at: int) -> None:
+        """The records of a scan (sparse: one listed per stride) of bytes from offset ``at``."""
+        if not found.count:
             return
         index = self.out.index
-        for seq, off in zip(seqs, offsets, strict=True):
-            if off - self.last_idx >= INDEX_STRIDE:
-                self.last_idx = off
-                index.append((seq, off))
+        for seq, off in zip(found.seqs, found.offsets, strict=True):
+            if at + off - self.last_idx >= INDEX_STRIDE:
+                self.last_idx = at + off
+                index.append((seq, at + off))
         if self.count == 0:
-            self.first = seqs[0]
-        self.count += len(seqs)
-        self.last = seqs[-1]
+            self.first = found.seqs[0]
+        self.count += found.count
+        self.last = found.last
 
     def close(self, end: int) -> None:
         if self.count:

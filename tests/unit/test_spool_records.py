@@ -91,6 +91,14 @@ def test_take_checks_what_it_takes_and_stops_at_its_bounds() -> None:
     assert rec.scan(bytes(bad), max_length=MAX).bad  # a scan checks every record
 
 
+def test_a_seq_bit_flipped_high_is_damage_not_the_end_of_the_records() -> None:
+    data, _ = rec.encode_many(rec.Kind.MESSAGE, 1, [b"a", b"b"])
+    bad = bytearray(data)
+    bad[rec.HEADER + 1 + 19] ^= 0x80  # the top bit of the second record's seq
+    found = rec.scan(bytes(bad), max_length=MAX)
+    assert found.seqs == [1] and found.bad and found.end == rec.HEADER + 1
+
+
 def test_resync_finds_the_next_good_record() -> None:
     data, _ = rec.encode_many(rec.Kind.MESSAGE, 1, [b"a" * 50, b"b" * 50, b"c" * 50])
     bad = bytearray(data)
