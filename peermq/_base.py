@@ -113,7 +113,8 @@ class SocketBase:
                 # the node's security thread reads the monitor; peer events are passed on
                 self._monitor = self._security.watch(self, sock, forward=monitor)
             elif monitor:
-                self._monitor = sock.get_monitor_socket(PEER_EVENTS)
+                self._monitor = _zmq.monitor_pair(
+                    self.node.context, sock, f"inproc://peermq-monitor-{id(self)}", PEER_EVENTS)
             self._setup()
             for ep in binds:
                 self.bind(ep)
@@ -288,8 +289,9 @@ class SocketBase:
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 ledger.succeeded(endpoint)
             elif event == zmq.EVENT_DISCONNECTED:
-                if ledger.closed(endpoint, int(msg["value"])):
-                    self._peer_left(endpoint)
+                if not ledger.closed(endpoint, int(msg["value"])):
+                    continue  # the close of a failed handshake: no peer left
+                self._peer_left(endpoint)
             elif event & _OPENED:
                 ledger.opened(endpoint, int(msg["value"]))
             elif event & _FAILED:

@@ -126,6 +126,24 @@ def stop_after_failed_handshake(sock: zmq.Socket[bytes]) -> bool:
     return True
 
 
+def monitor_pair(
+    ctx: zmq.Context[zmq.Socket[bytes]], sock: zmq.Socket[bytes], addr: str, events: int
+) -> zmq.Socket[bytes]:
+    """Start ``sock``'s monitor on ``addr`` and return the PAIR that reads it.
+
+    The PAIR has no receive high-water mark: libzmq's I/O thread *blocks* on a full monitor
+    queue (libzmq issue 3575), freezing every socket of the context, so a burst of connections
+    while the owner is busy elsewhere (a thousand garbage clients did it) must queue instead.
+    An event is about a hundred bytes, held until the owner next reads its peer count.
+    """
+    sock.monitor(addr, events)
+    pair = ctx.socket(zmq.PAIR)
+    pair.setsockopt(zmq.LINGER, 0)
+    pair.setsockopt(zmq.RCVHWM, 0)
+    pair.connect(addr)
+    return pair
+
+
 def set_send_timeout(sock: zmq.Socket[bytes], seconds: float) -> None:
     sock.setsockopt(zmq.SNDTIMEO, _ms(seconds))
 

@@ -28,6 +28,7 @@ import zmq
 from zmq.utils import z85
 from zmq.utils.monitor import parse_monitor_message
 
+from .. import _zmq
 from ..config import SecurityOptions, TrustPolicy
 from .keys import fingerprint
 from .trust import TrustStore
@@ -42,7 +43,10 @@ FAILED = (
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
     | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 )
-EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | FAILED
+# Every connection's opening and closing too: the socket's peer count ties each outcome to a
+# connection (docs/concepts.md), so it must see them all, not a guess of which close was whose.
+EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+          | zmq.EVENT_DISCONNECTED | FAILED)
 _STOP = object()
 
 
@@ -117,8 +121,6 @@ class _Watch:
     paused: set[str] = field(default_factory=set)
     own: set[str] = field(default_factory=set)
     """endpoints where this node's own key is expected, nothing being pinned for them"""
-    owed: dict[str, int] = field(default_factory=dict)
-    """DISCONNECTED events that close a failed handshake: not a peer leaving, not passed on."""
 
 
 class Guard:
@@ -180,17 +182,18 @@ class Guard:
         """
         n = next(self._monitor_ids)
         addr = f"inproc://peermq-security-monitor-{id(self)}-{n}"
-        sock.monitor(addr, EVENTS)
-        mon = self._ctx.socket(zmq.PAIR)
-        mon.setsockopt(zmq.LINGER, 0)
-        mon.connect(addr)
+        mon = _zmq.monitor_pair(self._ctx, sock, addr, EVENTS)
         fwd = mine = None
         if forward:
+            # no high-water mark on the owner's side either: an event dropped here would
+            # leave the owner's peer count wrong for good
             fwd = self._ctx.socket(zmq.PAIR)
             fwd.setsockopt(zmq.LINGER, 0)
+            fwd.setsockopt(zmq.SNDHWM, 0)
             fwd.bind(addr + "-peers")
             mine = self._ctx.socket(zmq.PAIR)
             mine.setsockopt(zmq.LINGER, 0)
+            mine.setsockopt(zmq.RCVHWM, 0)
             mine.connect(addr + "-peers")
         # the two sockets move to the guard's thread: the queue hand-off is the memory barrier
         self._post(("watch", id(owner), _Watch(weakref.ref(owner), mon, fwd)))
@@ -405,22 +408,17 @@ class Guard:
                 event = parse_monitor_message(parts)
             except Exception:  # a malformed event would be libzmq's bug: skip it
                 continue
-            what = int(event["event"])
-            endpoint = event["endpoint"].decode("utf-8", "replace")
-            if what & FAILED:
-                watch.owed[endpoint] = watch.owed.get(endpoint, 0) + 1
-                self._failed(watch, what, int(event["value"]), endpoint)
-                continue
-            if what == zmq.EVENT_DISCONNECTED and watch.owed.get(endpoint):
-                watch.owed[endpoint] -= 1
-                continue
-            if what == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                given = watch.connects.get(endpoint)
-                if given is not None and watch.failures.pop(given, 0):
-                    _log.info("security.handshake_recovered endpoint=%s", given)
             if watch.fwd is not None:
                 with contextlib.suppress(zmq.ZMQError):
                     watch.fwd.send_multipart(parts, zmq.NOBLOCK)
+            what = int(event["event"])
+            endpoint = event["endpoint"].decode("utf-8", "replace")
+            if what & FAILED:
+                self._failed(watch, what, int(event["value"]), endpoint)
+            elif what == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                given = watch.connects.get(endpoint)
+                if given is not None and watch.failures.pop(given, 0):
+                    _log.info("security.handshake_recovered endpoint=%s", given)
 
     def _failed(self, watch: _Watch, what: int, value: int, endpoint: str) -> None:
         given = watch.connects.get(endpoint)

@@ -7,8 +7,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 import peermq
 from peermq._core import PeerLedger
 
@@ -152,8 +150,5 @@ def test_secure_pusher_counts_one_trusted_puller_among_refused_ones(
     _secure_pusher_count(dirs, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="the security thread (security/guard.py) forwards only "
-                   "handshake-succeeded and some disconnect events, not the opens that tie a "
-                   "garbage connection's close to it")
 def test_secure_pusher_count_ignores_raw_garbage_clients(dirs: dict[str, Path]) -> None:
     _secure_pusher_count(dirs, 10)
