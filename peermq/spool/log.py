@@ -15,6 +15,7 @@ import os
 import shutil
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -22,7 +23,17 @@ from ..config import Fsync
 from ..errors import SpoolError
 from . import _records as rec
 from ._files import fsync_dir, os_error
-from ._segment import Damage, Segment, SegmentScan, scan_file, segment_name
+from ._segment import (
+    Damage,
+    Segment,
+    SegmentScan,
+    file_crc,
+    scan_file,
+    seal,
+    segment_name,
+    unseal,
+    unsealed,
+)
 
 __all__ = ["Damage", "Log", "Recovery"]
 
@@ -39,6 +50,8 @@ class Recovery:
     records: int
     first: int
     last: int
+    sealed: int = 0
+    """Segments checked whole against their seal; the others were scanned record by record."""
 
     @property
     def clean(self) -> bool:
@@ -79,24 +92,33 @@ class Log:
 
     # -- opening and recovery
     def open(self, *, first_seq: int = 1) -> Recovery:
-        """Read every segment, repair damage (see Damage), and get ready to append."""
+        """Check every segment, repair damage (see Damage), and get ready to append.
+
+        A sealed segment whose every byte matches its seal is taken as the seal describes it;
+        any other is scanned record by record, and sealed then if it will not grow again."""
         try:
             os.makedirs(self.directory, exist_ok=True)
             names = sorted(n for n in os.listdir(self.directory) if n.endswith(".seg"))
         except OSError as exc:
             raise os_error(exc, "open", self.directory) from exc
         damage: list[Damage] = []
+        scanned: list[Segment] = []
+        sealed = 0
         last = 0
         # a quarantined newest segment held seqs from its base on: never hand them out again
         first_seq = max([first_seq] + [b for b in map(_base_of, names) if b is not None])
         for i, name in enumerate(names):
             newest = i == len(names) - 1
             next_base = _base_of(names[i + 1]) if not newest else None
-            seg, found = self._open_segment(name, last, newest, next_base)
+            seg, found, trusted = self._open_segment(name, last, newest, next_base)
             damage.extend(found)
             if seg is None:
                 continue
             self._segments.append(seg)
+            if trusted:
+                sealed += 1
+            else:
+                scanned.append(seg)
             if seg.count:
                 last = seg.last
         if not self._segments or self._segments[-1].size >= self.segment_bytes:
@@ -104,13 +126,19 @@ class Log:
             self._segments.append(self._create(base))
         self._bases = [s.base for s in self._segments]
         active = self._segments[-1]
+        active.crc = file_crc(active.fd, active.size)  # appends go on from it
+        for seg in scanned:
+            if seg is not active:  # checked record by record just now: seal what was found
+                seg.crc = file_crc(seg.fd, seg.size)
+                seal(seg, sync=self.fsync is not Fsync.NEVER)
         self._next = max(last + 1, active.base, first_seq)
         self._durable = self._next - 1
         self._durable_at = (active, active.size)
         self._bytes = sum(s.size for s in self._segments)
         records = sum(s.count for s in self._segments)
         first = next((s.first for s in self._segments if s.count), 0)
-        self.recovery = Recovery(tuple(damage), len(self._segments), records, first, last)
+        self.recovery = Recovery(tuple(damage), len(self._segments), records, first, last,
+                                 sealed)
         for d in damage:
             _log.warning(
                 "spool.damage dir=%s segment=%s kind=%s offset=%d bytes=%d lost=%s "
@@ -121,32 +149,40 @@ class Log:
 
     def _open_segment(
         self, name: str, after: int, newest: bool, next_base: int | None
-    ) -> tuple[Segment | None, list[Damage]]:
+    ) -> tuple[Segment | None, list[Damage], bool]:
+        """(segment or None if quarantined whole, damage found, whether its seal vouched)."""
         path = os.path.join(self.directory, name)
         try:
             fd = os.open(path, os.O_RDWR)
         except OSError as exc:
             raise os_error(exc, "open", path) from exc
         try:
-            found = scan_file(fd, max_length=self.max_record, after_seq=after)
             named = _base_of(name)
+            if newest:
+                unseal(path)  # it may be appended to: its seal would go stale
+            elif named is not None:
+                seg = unsealed(fd, path, named, after)
+                if seg is not None:
+                    seg.newest = os.fstat(fd).st_mtime
+                    return seg, [], True
+            found = scan_file(fd, max_length=self.max_record, after_seq=after)
             if found.base is None or found.base != named:
-                return self._bad_header(fd, path, name, found.size, newest, named)
+                return (*self._bad_header(fd, path, name, found.size, newest, named), False)
             seg = Segment(path, found.base, fd, found.size, found.first, found.last, found.count)
             seg.newest = os.fstat(fd).st_mtime
             for seq, off in found.index:
                 seg.idx_seq.append(seq)
                 seg.idx_off.append(off)
             if not found.bad:
-                return seg, []
+                return seg, [], False
             tail_off, tail_len = found.bad[-1]
             if newest and len(found.bad) == 1 and tail_off + tail_len == found.size:
                 self._truncate(fd, path, tail_off)
                 seg.size = tail_off
-                return seg, [Damage(name, "torn-tail", tail_off, tail_len)]
+                return seg, [Damage(name, "torn-tail", tail_off, tail_len)], False
             salvaged = self._salvage(seg, found, name, newest, next_base)
             os.close(fd)
-            return salvaged
+            return (*salvaged, False)
         except BaseException:
             os.close(fd)
             raise
@@ -175,6 +211,7 @@ class Log:
         """Copy a damaged segment to quarantine/, keep only its good records, say what was lost."""
         path = seg.path
         try:
+            unseal(path)
             os.makedirs(self.quarantine_dir, exist_ok=True)
             copy = os.path.join(self.quarantine_dir, f"{name}.{int(time.time() * 1000)}")
             shutil.copyfile(path, copy)
@@ -216,6 +253,7 @@ class Log:
     def _quarantine(self, path: str, name: str) -> str:
         """Move (or copy) a damaged file aside; returns its path relative to the spool."""
         try:
+            unseal(path)
             os.makedirs(self.quarantine_dir, exist_ok=True)
             dest = os.path.join(self.quarantine_dir, f"{name}.{int(time.time())}")
             os.replace(path, dest)
@@ -243,6 +281,7 @@ class Log:
             raise os_error(exc, "create", path) from exc
         seg = Segment(path, base, fd, rec.SEGMENT_HEADER)
         seg.newest = time.time()
+        seg.crc = zlib.crc32(rec.encode_segment_header(base))
         return seg
 
     # -- appending
@@ -290,6 +329,7 @@ class Log:
             except OSError as exc:
                 self._cut(seg, start)
                 raise os_error(exc, "write", seg.path) from exc
+            seg.crc = zlib.crc32(data, seg.crc)
             pos, seq, note = start, first, seg.note
             for body in bodies:
                 note(seq, pos)
@@ -329,6 +369,7 @@ class Log:
             except OSError as exc:
                 raise self._fail(exc, old) from exc
         self._durable, self._durable_at = self._next - 1, (old, old.size)
+        seal(old, sync=self.fsync is not Fsync.NEVER)
         seg = self._create(self._next)
         self._segments.append(seg)
         self._bases.append(seg.base)
@@ -484,6 +525,7 @@ class Log:
             with contextlib.suppress(OSError):
                 os.close(s.fd)
             try:
+                unseal(s.path)  # first: a crash in between leaves a segment without its seal
                 os.unlink(s.path)
             except FileNotFoundError:
                 pass

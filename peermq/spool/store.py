@@ -5,7 +5,7 @@ Layout of the directory::
     lock            flock'ed while open; holds the owner's PID
     meta            spool id and format version (written once, atomically)
     checkpoint      cursor and unacknowledged seqs with their delivery counts (atomic)
-    log/*.seg       the messages, as checksummed records
+    log/*.seg       the messages, as checksummed records (``*.seg.seal``: a full segment's seal)
     dead/*.seg      dead letters
     quarantine/     damaged segment files, copied aside by recovery
 

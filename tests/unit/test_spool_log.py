@@ -1,4 +1,5 @@
-"""The segment log: append, read, roll, reopen, and recovery from torn tails and flipped bits.
+"""The segment log: append, read, roll, reopen, seals, and recovery from torn tails and flipped
+bits.
 
 The property tests stand in for a power loss: they work on copies of real segment files,
 cut at or after the last flushed offset, add zeros or random bytes, and flip bits.
@@ -102,6 +103,58 @@ def test_torn_tail_is_cut_and_reported(tmp_path: Path) -> None:
     assert make_log(tmp_path).open().clean
 
 
+def segment_files(directory: Path) -> list[str]:
+    return sorted(n for n in os.listdir(directory) if n.endswith(".seg"))
+
+
+def test_sealed_segments_open_by_their_seal(tmp_path: Path) -> None:
+    log = make_log(tmp_path)
+    log.open()
+    for i in range(1, 201):
+        log.append([body(i)])
+    sealed = [s.path for s in log.segments()[:-1]]
+    log.close()
+    seals = sorted(n for n in os.listdir(tmp_path / "log") if n.endswith(".seal"))
+    assert len(sealed) >= 3 and seals == [os.path.basename(p) + ".seal" for p in sealed]
+    again = make_log(tmp_path)
+    r = again.open()
+    assert r.clean and r.sealed == len(sealed) and r.records == 200
+    assert read_all(again) == {i: body(i) for i in range(1, 201)}
+    assert again.append([b"on"]) == 201
+    again.delete_before(10**9)  # a deleted segment takes its seal with it
+    assert [n for n in os.listdir(tmp_path / "log") if n.endswith(".seal")] == []
+    again.close()
+
+
+@pytest.mark.parametrize("harm", ["missing", "flipped", "stale", "junk"])
+def test_a_seal_that_does_not_vouch_means_a_full_scan_then_a_new_seal(
+    tmp_path: Path, harm: str
+) -> None:
+    log = make_log(tmp_path)
+    log.open()
+    for i in range(1, 201):
+        log.append([body(i)])
+    victim = log.segments()[1].path + ".seal"
+    other = log.segments()[2].path + ".seal"
+    log.close()
+    if harm == "missing":  # a spool written before seals, or a crash before the seal
+        os.unlink(victim)
+    elif harm == "flipped":
+        data = bytearray(Path(victim).read_bytes())
+        data[-3] ^= 0x10
+        Path(victim).write_bytes(bytes(data))
+    elif harm == "stale":  # another segment's seal: the crc of other bytes
+        shutil.copyfile(other, victim)
+    else:
+        Path(victim).write_bytes(b"not a seal")
+    again = make_log(tmp_path)
+    r = again.open()
+    assert r.clean and r.sealed == r.segments - 2  # the victim and the active one scanned
+    assert read_all(again) == {i: body(i) for i in range(1, 201)}
+    again.close()
+    assert make_log(tmp_path).open().sealed == r.segments - 1  # sealed again by that scan
+
+
 def test_flipped_bit_in_a_sealed_segment_is_quarantined_and_never_served(
     tmp_path: Path,
 ) -> None:
@@ -111,6 +164,7 @@ def test_flipped_bit_in_a_sealed_segment_is_quarantined_and_never_served(
         log.append([body(i)])
     victim = log.segments()[1]
     log.close()
+    assert os.path.exists(victim.path + ".seal")  # the seal no longer vouches: it is scanned
     with open(victim.path, "r+b") as f:
         f.seek(rec.SEGMENT_HEADER + 30)
         byte = f.read(1)
@@ -124,7 +178,10 @@ def test_flipped_bit_in_a_sealed_segment_is_quarantined_and_never_served(
     assert d.quarantined is not None and (tmp_path / d.quarantined).exists()
     assert read_all(log) == {i: body(i) for i in range(1, 201) if i != victim.first}
     log.close()
-    assert make_log(tmp_path).open().clean
+    again = make_log(tmp_path)
+    r = again.open()
+    assert r.clean and r.sealed == r.segments - 1  # what was kept is sealed anew
+    again.close()
 
 
 def test_a_crash_while_creating_a_segment_is_repaired(tmp_path: Path) -> None:
@@ -198,7 +255,7 @@ def test_power_loss_keeps_every_flushed_record(written: Written, cut: int, tail:
     base, records, durable, flushed = written
     root = _copy(base)
     try:
-        names = sorted(os.listdir(root / "log"))
+        names = segment_files(root / "log")
         newest = root / "log" / names[-1]
         size = newest.stat().st_size
         # what came after the last flush may be lost: cut there or later, then add junk
@@ -229,7 +286,7 @@ def test_flipped_bits_are_reported_and_never_served(
     base, records, _, _ = written
     root = _copy(base)
     try:
-        names = sorted(os.listdir(root / "log"))
+        names = segment_files(root / "log")
         victim = root / "log" / names[segment % len(names)]
         data = bytearray(victim.read_bytes())
         for where, bit in flips:
