@@ -60,6 +60,8 @@ class SocketBase:
     """A ZeroMQ socket with peermq's defaults, owned by one thread (or one event loop)."""
 
     _kind: Kind
+    _wants_monitor = False
+    """True: every socket of the class watches its connections (the spool links do)."""
 
     def __init__(
         self,
@@ -74,6 +76,7 @@ class SocketBase:
     ) -> None:
         if not isinstance(options, SocketOptions):
             raise ConfigError(f"options must be a SocketOptions, got {type(options).__name__}")
+        monitor = monitor or self._wants_monitor
         binds, connects = _as_list(bind), _as_list(connect)
         for ep in (*binds, *connects):
             _check_endpoint(ep)

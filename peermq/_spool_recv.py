@@ -49,6 +49,8 @@ class LinkReceiving(ReceiverBase):
     """What a spooled puller and a durable subscriber share: acks, credit, the window."""
 
     _kind = LINK_KIND
+    # the monitor tells when a peer's connection closes, with CURVE on too
+    _wants_monitor = True
 
     def _init_link(self, spool: str | os.PathLike[str] | None,
                    spool_options: SpoolOptions | None, ack: AckMode | None) -> None:
@@ -86,10 +88,6 @@ class LinkReceiving(ReceiverBase):
 
     def _setup_link(self) -> None:
         setup_router(self._live(), identity(self), self._sopts)
-        if self._monitor is None and self._security is None:
-            self._monitor = self._live().get_monitor_socket(
-                zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
-            )
         self._links = LinkPeers(self, self._hello(), link.SENDER)
 
     def _frame(self, kind: bytes, frames: list[zmq.Frame]) -> bool:

@@ -55,6 +55,8 @@ class LinkSending(SenderBase):
     """A sending socket whose messages go through a spool and a link thread."""
 
     _kind = LINK_KIND
+    # the monitor tells when a peer's connection closes, with CURVE on too
+    _wants_monitor = True
     _model: Model
     _thread: threading.Thread | None = None
     _mode = link.QUEUE
@@ -85,11 +87,6 @@ class LinkSending(SenderBase):
         super()._setup()
         sock = self._live()
         setup_router(sock, identity(self), self._sopts)
-        if self._monitor is None and self._security is None:
-            # the monitor tells when a receiver's connection closes (a publisher has none)
-            self._monitor = sock.get_monitor_socket(
-                zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
-            )
         hello = link.Hello(link.SENDER, self.node.id, self.node.name, self._model.id, 0,
                            identity(self).decode(), False)
         self._links = LinkPeers(self, hello, link.RECEIVER, self._mode)

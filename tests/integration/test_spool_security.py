@@ -131,9 +131,6 @@ def test_asyncio_durable_subscriber_under_curve_trusted_reads_untrusted_is_refus
     assert isinstance(consumers, dict) and set(consumers) == {"ledger"}, stats  # no "spy"
 
 
-@pytest.mark.xfail(strict=True, reason="under CURVE a durable Subscriber gets no monitor "
-                   "(SocketBase asks the security guard to forward one only for pushers and "
-                   "pullers), so it never sees its link close and does not say HELLO again")
 def test_a_durable_subscriber_under_curve_relinks_to_a_publisher_restarted_in_place(
         dirs: dict[str, Path], tmp_path: Path) -> None:
     with secure(dirs["alice"], "alice") as a, secure(dirs["bob"], "bob") as b:
