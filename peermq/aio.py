@@ -259,6 +259,7 @@ class _Receiving(ReceiverBase, _Closing):
                 self._flush_outbox()
             if msg is not None:
                 return msg
+            recv = self._recv_raw  # a bad frame may have switched on screening (security)
 
     async def recv_many(self, max_count: int = 1024, timeout: float | None = None) -> list[Message]:
         """Everything ready now, up to ``max_count``; waits like ``recv`` only if nothing is."""

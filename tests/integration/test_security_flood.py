@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 import peermq
+import peermq.aio
 from peermq import SocketOptions
 from peermq.config import SecurityOptions
 from peermq.security import TrustStore, init_keys
@@ -94,6 +97,56 @@ def test_a_pusher_that_keeps_sending_bad_frames_is_cut_off(
         assert 6 <= pull.stats().malformed <= 41
     assert any("peer.cut_off" in r.getMessage() and "action=closed" in r.getMessage()
                for r in caplog.records)
+
+
+@contextlib.contextmanager
+def bad_then_good(pull_ep: str) -> Iterator[threading.Event]:
+    """A raw pusher sends bad frames; another sends a good one once the first is cut off."""
+    cut = threading.Event()
+    with raw(zmq.PUSH) as (bad, mon), raw(zmq.PUSH) as (honest, _):
+        bad.connect(pull_ep)
+        honest.connect(pull_ep)
+        assert wait_event(mon, zmq.EVENT_HANDSHAKE_SUCCEEDED, 5.0)
+        for i in range(40):
+            bad.send(BAD[i % len(BAD)])
+
+        def after_the_cut() -> None:
+            if wait_event(mon, zmq.EVENT_DISCONNECTED, 5.0):
+                cut.set()
+            honest.send(GOOD)
+
+        helper = threading.Thread(target=after_the_cut)
+        helper.start()
+        try:
+            yield cut
+        finally:
+            helper.join(10.0)
+
+
+OPTS = SocketOptions(max_bad_frames=5)
+
+
+def test_screening_starts_inside_one_long_recv() -> None:
+    """A bad peer is cut off while one recv call waits, not only from the next call on.
+
+    The good message is sent only once the bad connection is closed (or after 5 s): the one
+    recv call returns it, and the cut must have happened during that call.
+    """
+    with peermq.Puller(bind="tcp://127.0.0.1:*", options=OPTS) as pull, \
+            bad_then_good(pull.endpoints[0]) as cut:
+        msg = pull.recv(timeout=10.0)
+    assert cut.is_set(), "the bad peer was not cut off during the recv call"
+    assert msg.data == "ok"
+
+
+def test_screening_starts_inside_one_long_async_recv() -> None:
+    async def main() -> tuple[bool, object]:
+        async with peermq.aio.Puller(bind="tcp://127.0.0.1:*", options=OPTS) as pull:
+            with bad_then_good(pull.endpoints[0]) as cut:
+                msg = await pull.recv(timeout=10.0)
+            return cut.is_set(), msg.data
+
+    assert asyncio.run(main()) == (True, "ok")
 
 
 def test_a_publisher_that_keeps_sending_bad_frames_is_disconnected() -> None:
