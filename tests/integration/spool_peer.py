@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 import peermq
 from peermq.config import AckMode, SpoolOptions
@@ -78,6 +79,23 @@ def drain(spool: str, endpoint: str, path: str) -> None:
         print("acked", flush=True)
 
 
+def handler(h: History, incarnation: str, work: float = 0.0
+            ) -> Callable[[peermq.Message], None]:
+    """A consume handler that writes each message it handles to the history."""
+
+    def handle(msg: peermq.Message) -> None:
+        assert isinstance(msg, peermq.Delivery)
+        data = msg.data
+        assert isinstance(data, bytes)
+        if work:
+            time.sleep(work)  # the handler's work, not a wait
+        h.write(ev="handled", id=data.split(b"|", 1)[0].decode(), h=digest(data),
+                spool=msg.spool_id, seq=msg.spool_seq, n=msg.deliveries, inc=incarnation,
+                t=time.monotonic())
+
+    return handle
+
+
 def receive(spool: str, endpoint: str, path: str, incarnation: str, work: float) -> None:
     """Handle messages until SIGTERM; each takes ``work`` seconds (a slow consumer)."""
     h = History(path)
@@ -86,18 +104,8 @@ def receive(spool: str, endpoint: str, path: str, incarnation: str, work: float)
                        spool_options=opts, ack=AckMode.AUTO) as pull:
         signal.signal(signal.SIGTERM, lambda *_: pull.stop())
 
-        def handle(msg: peermq.Message) -> None:
-            assert isinstance(msg, peermq.Delivery)
-            data = msg.data
-            assert isinstance(data, bytes)
-            if work:
-                time.sleep(work)  # the handler's work, not a wait
-            h.write(ev="handled", id=data.split(b"|", 1)[0].decode(), h=digest(data),
-                    spool=msg.spool_id, seq=msg.spool_seq, n=msg.deliveries, inc=incarnation,
-                    t=time.monotonic())
-
         print("ready", flush=True)
-        pull.consume(handle)
+        pull.consume(handler(h, incarnation, work))
         h.write(ev="stats", inc=incarnation, duplicates=pull.stats().duplicates)
 
 
@@ -137,16 +145,8 @@ def subscribe(spool: str, endpoint: str, path: str, incarnation: str, durable: s
                            spool=None if spool == "-" else spool) as sub:
         signal.signal(signal.SIGTERM, lambda *_: sub.stop())
 
-        def handle(msg: peermq.Message) -> None:
-            assert isinstance(msg, peermq.Delivery)
-            data = msg.data
-            assert isinstance(data, bytes)
-            h.write(ev="handled", id=data.split(b"|", 1)[0].decode(), h=digest(data),
-                    spool=msg.spool_id, seq=msg.spool_seq, n=msg.deliveries, inc=incarnation,
-                    t=time.monotonic())
-
         print("ready", flush=True)
-        sub.consume(handle)
+        sub.consume(handler(h, incarnation))
         h.write(ev="stats", inc=incarnation, duplicates=sub.stats().duplicates)
 
 

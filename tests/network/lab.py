@@ -153,9 +153,11 @@ class Proc:
 
     def none(self, kind: str, wait: float) -> None:
         """Fail if an event of ``kind`` arrives within ``wait`` seconds."""
-        with contextlib.suppress(AssertionError):
+        try:
             got = self.event(kind, wait)
-            raise AssertionError(f"{self.label}: unexpected {got}")
+        except AssertionError:
+            return  # none came: what we want
+        raise AssertionError(f"{self.label}: unexpected {got}")
 
     def send(self, line: str) -> None:
         assert self.proc.stdin is not None

@@ -25,7 +25,7 @@ import peermq
 from peermq._spooled_sync import SpooledPublisher, SpooledPusher
 from peermq.config import AckMode, SpoolOptions
 
-from ..integration.spool_peer import History, digest, payload
+from ..integration.spool_peer import History, digest, handler, payload
 
 FLUSH_EVERY = 50
 ACKED_WITHIN = 30.0
@@ -125,16 +125,8 @@ def receive(endpoint: str, spool: str, path: str, inc: str, durable: str | None)
     with sock:
         threading.Thread(target=lambda: (ctl.eof.wait(), sock.stop()), daemon=True).start()
 
-        def handle(msg: peermq.Message) -> None:
-            assert isinstance(msg, peermq.Delivery)
-            data = msg.data
-            assert isinstance(data, bytes)
-            h.write(ev="handled", id=data.split(b"|", 1)[0].decode(), h=digest(data),
-                    spool=msg.spool_id, seq=msg.spool_seq, n=msg.deliveries, inc=inc,
-                    t=time.monotonic())
-
         out("ready")
-        sock.consume(handle)
+        sock.consume(handler(h, inc))
         stats = sock.stats()
         h.write(ev="stats", inc=inc, duplicates=stats.duplicates)
         out("stats", duplicates=stats.duplicates, gaps=stats.gaps, told=len(gaps))
