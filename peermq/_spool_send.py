@@ -24,7 +24,7 @@ from typing import TypeVar, cast
 import zmq
 
 from . import _zmq
-from ._kinds import PusherBase, SenderBase
+from ._kinds import PusherBase, SenderBase, deadline
 from ._spool_link import LINK_KIND, LinkPeers, Peer, identity, setup_router
 from .config import Fsync, SocketOptions, SpoolOptions
 from .discovery.txt import PeerKind, Service
@@ -369,7 +369,7 @@ class LinkSending(SenderBase):
 
     def _wait_for(self, ready: Callable[[], bool], timeout: float | None, what: str) -> None:
         """Block until ``ready()`` (checked whenever the link thread steps); TimeoutError if not."""
-        end = None if timeout is None else time.monotonic() + timeout
+        end = deadline(timeout)
         with self._cond:
             while not ready():
                 if self._error is not None:

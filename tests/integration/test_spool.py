@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import shutil
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import peermq
+import peermq.aio
 from peermq import AckMode, Delivery, SpoolOptions
 from peermq._kinds import PullerBase, PusherBase
 
@@ -289,3 +291,23 @@ def test_a_puller_with_a_spool_drops_a_copy_after_its_own_restart(tmp_path: Path
                 push.wait_for_acks(timeout=5.0)  # acked either way: handled, or dropped
                 dropped.append(pull.stats().duplicates)
     assert handled == [b"once"] and dropped == [0, 1]
+
+
+@pytest.mark.parametrize("timeout", [-1.0, "5", True])
+def test_a_bad_wait_timeout_is_a_config_error_and_loses_nothing(tmp_path: Path,
+                                                                 timeout: object) -> None:
+    """Both flavours refuse a negative or non-number timeout the same way (ConfigError)."""
+    with peermq.Pusher(bind="tcp://127.0.0.1:*", spool=tmp_path / "s") as push:
+        push.send("jobs", b"kept")
+        for wait in (push.wait_for_acks, push.wait_for_peers):
+            with pytest.raises(peermq.ConfigError, match="timeout"):
+                wait(timeout=timeout)  # type: ignore[arg-type]
+        assert push.pending() == 1
+
+    async def main() -> None:
+        async with peermq.aio.Pusher(bind="tcp://127.0.0.1:*", spool=tmp_path / "s") as apush:
+            with pytest.raises(peermq.ConfigError, match="timeout"):
+                await apush.wait_for_acks(timeout=timeout)  # type: ignore[arg-type]
+            assert apush.pending() == 1
+
+    asyncio.run(main())
