@@ -119,3 +119,48 @@ def test_aio_names_match_the_blocking_api() -> None:
         sync_cls, async_cls = getattr(peermq, name), getattr(aio, name)
         public = {n for n in dir(sync_cls) if not n.startswith("_")}
         assert public - {"__enter__", "__exit__"} <= {n for n in dir(async_cls)}, name
+
+
+def test_async_publisher_block_times_out_on_a_subscriber_that_does_not_read() -> None:
+    """OnFull.BLOCK: the XPUB looks writable while a subscriber's queue is full; the send must
+    still end at send_timeout with SendTimeoutError (it once spun the event loop for ever)."""
+    opts = SocketOptions(on_full=OnFull.BLOCK, send_hwm=10, send_timeout=0.5)
+
+    async def main() -> tuple[int, float]:
+        async with aio.Publisher(bind="tcp://127.0.0.1:*", options=opts) as pub, \
+                aio.Subscriber(connect=pub.endpoints[0], options=SocketOptions(recv_hwm=10)):
+            await pub.wait_for_subscribers(1, timeout=5.0)
+            sent = 0
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(SendTimeoutError):
+                while loop.time() - started < 20.0:  # bounded: fails below if never raised
+                    await pub.send("big", b"x" * 10_000)
+                    sent += 1
+            return sent, loop.time() - started
+
+    sent, took = asyncio.run(asyncio.wait_for(main(), 30.0))
+    assert sent > 0 and took < 20.0
+
+
+def test_async_publisher_block_lets_a_reader_in_the_same_loop_drain() -> None:
+    opts = SocketOptions(on_full=OnFull.BLOCK, send_hwm=10, send_timeout=5.0)
+
+    async def main() -> list[int]:
+        async with aio.Publisher(bind="tcp://127.0.0.1:*", options=opts) as pub, \
+                aio.Subscriber(connect=pub.endpoints[0], options=SocketOptions(recv_hwm=10)) \
+                as sub:
+            await pub.wait_for_subscribers(1, timeout=5.0)
+
+            async def read() -> list[int]:
+                return [(await sub.recv(timeout=10.0)).data for _ in range(3000)]
+
+            reader = asyncio.ensure_future(read())
+            for i in range(1500):
+                await pub.send("n", i)
+            await pub.send_many([("n", i) for i in range(1500, 3000)])
+            got: list[int] = await reader
+            assert sub.stats().gaps == 0
+            return got
+
+    assert asyncio.run(asyncio.wait_for(main(), 60.0)) == list(range(3000))
