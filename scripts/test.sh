@@ -25,7 +25,8 @@ if [ -n "$need" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; t
   [ -z "$guard" ] || rm -f /usr/sbin/policy-rc.d
 fi
 
-.venv/bin/ruff check peermq tests examples bench
+.venv/bin/ruff check peermq tests examples bench scripts
+.venv/bin/mypy --strict scripts/unasync.py
 .venv/bin/mypy
 
 # A private network namespace: loopback up, multicast kept on loopback. Nothing leaves the host.
