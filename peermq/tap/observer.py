@@ -41,7 +41,8 @@ _REPORT_INTERVAL = 60.0
 """Seconds between two reports of one endpoint's refusal (a secure tap: its security's)."""
 _NOT_TRUSTED = ("the handshake failed: this tap's key is not trusted there (on that node: "
                 "peermq keys trust NAME KEY, KEY being this tap's 'peermq keys show --public'), "
-                "or the node there does not hold the key pinned for it here")
+                "the node there does not hold the key pinned for it here, or it has no "
+                "security on (peermq.security's warning says which)")
 _NO_SECURITY = ("the handshake failed: the node there has security on (CURVE) and this tap "
                 "has none; run the tap with PEERMQ_SECURITY=curve and a key that node trusts")
 
@@ -190,7 +191,9 @@ class Tap(SocketBase):
 
     def _read_handshakes(self) -> None:
         mon = self._handshakes
-        while mon is not None:
+        if mon is None:
+            return
+        while True:
             try:
                 event = parse_monitor_message(mon.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
