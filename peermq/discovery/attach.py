@@ -280,12 +280,9 @@ class SocketDiscovery:
     def _expect_key(self, peer: PeerInfo) -> None:
         """With security on: the key pinned for this peer (its TXT fingerprint only selects)."""
         security = self._sock.node.security
-        if security is None:
-            return
-        names = [n for n in (peer.instance, peer.node_name, peer.node_id) if n]
-        key = security.key_for_peer(names, peer.fingerprint or None)
-        if key is not None:
-            security.expect(peer.endpoint, key)
+        if security is not None:
+            security.expect_found(peer.endpoint, (peer.instance, peer.node_name, peer.node_id),
+                                  peer.fingerprint)
 
     def _arm(self) -> None:
         """Watch the monitor's descriptor from the loop; wake the owner when it has news."""

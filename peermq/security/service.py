@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import socket
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import zmq
@@ -160,6 +161,17 @@ class NodeSecurity:
                 f"'peermq keys trust HOST KEY' with HOST as written in the endpoint"
             )
         return key_or_none
+
+    def expect_found(self, endpoint: str, names: Iterable[str], advertised: str | None) -> None:
+        """Pin the key to expect at a peer that discovery found (the socket's or the tap's).
+
+        The key comes from the trust store by the peer's names; its TXT fingerprint only
+        selects among trusted keys (``key_for_peer``). With none, nothing is pinned and the
+        connection's handshake fails as for any unknown server.
+        """
+        key = self.key_for_peer([n for n in names if n], advertised or None)
+        if key is not None:
+            self.expect(endpoint, key)
 
     def key_for_peer(self, names: list[str], advertised: str | None = None) -> bytes | None:
         """The pinned key of a discovered peer (for discovery): never one read from the network.

@@ -160,12 +160,9 @@ class Tap(SocketBase):
         """With security on: the key pinned for this mirror's node (its TXT ``fp=`` only
         selects a key already trusted, never brings one in)."""
         security = self._security
-        if security is None:
-            return
-        names = [n for n in (info.instance, info.node_name, info.node_id) if n]
-        key = security.key_for_peer(names, info.fingerprint or None)
-        if key is not None:
-            security.expect(info.endpoint, key)
+        if security is not None:
+            security.expect_found(info.endpoint, (info.instance, info.node_name, info.node_id),
+                                  info.fingerprint)
 
     def _pause_endpoint(self, endpoint: str) -> None:
         """The security thread saw a handshake with ``endpoint`` fail: say so, then back off."""
