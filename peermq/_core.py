@@ -415,10 +415,11 @@ class PeerLedger:
     libzmq's monitor names a connection (its fd) when it opens and closes, but not when its
     handshake succeeds or fails. So outcomes are tied to connections when that is certain:
     when as many outcomes of one kind are untied as there are open connections. A connection
-    that closes untied is taken as one that never finished its handshake while any other open
-    one has no outcome yet, else as a failed one while failures are untied, else as a
-    success. A peer counts up only on a success and down only for a connection that counted:
-    refused and garbage-sending clients never move the count, and it is never negative.
+    that closes untied is taken as a failed one while failures are untied (libzmq reports a
+    failure before the close), else as a success while successes are untied, else as one that
+    closed without an outcome. A peer counts up only on a success and down only for a
+    connection that counted: refused and garbage-sending clients never move the count, and it
+    is never negative.
     Without open/close fds (events filtered upstream) it counts successes minus closes.
     """
 
@@ -474,12 +475,12 @@ class PeerLedger:
                 book.wins -= 1
                 return True
             return False
-        untied = len(book.open) - book.wins - book.losses
         del book.open[fd]
         down = False
-        if untied > 0:
-            pass  # one that never finished its handshake (garbage, a wrong socket type)
-        elif book.losses:
+        # libzmq reports a failed handshake (garbage, a timeout, a refused key) before the
+        # close, so an untied failure is this one's; else an untied success is; else it closed
+        # without an outcome (a wrong socket type, the one case libzmq says nothing about)
+        if book.losses:
             book.losses -= 1
         elif book.wins:
             book.wins -= 1

@@ -152,3 +152,29 @@ def test_secure_pusher_counts_one_trusted_puller_among_refused_ones(
 
 def test_secure_pusher_count_ignores_raw_garbage_clients(dirs: dict[str, Path]) -> None:
     _secure_pusher_count(dirs, 10)
+
+
+def test_ledger_counts_a_peer_down_while_another_handshake_is_pending() -> None:
+    led = PeerLedger()
+    led.opened("e", 5)       # an idle client: no outcome until its handshake times out
+    led.opened("e", 6)
+    led.succeeded("e")       # 6, but the ledger cannot tell which yet
+    assert led.peers == 1
+    assert led.closed("e", 6)  # no failure is untied: the one that leaves had succeeded
+    assert led.peers == 0
+    led.failed("e")          # 5 times out
+    assert not led.closed("e", 5)
+    assert led.peers == 0
+
+
+def test_a_pusher_leaving_while_an_idle_client_handshakes_is_counted_out() -> None:
+    """An idle TCP client holds its handshake open (up to handshake_timeout, 10 s); a real
+    peer that leaves meanwhile must still be counted out at once."""
+    with peermq.Puller(bind="tcp://127.0.0.1:*") as pull:
+        host, port = pull.endpoints[0].removeprefix("tcp://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5.0):
+            with peermq.Pusher(connect=pull.endpoints[0]) as push:
+                assert push.wait_for_peers(1, timeout=5.0) == 1
+                assert settle(lambda: pull.peers, 1)[-1] == 1
+            seen = settle(lambda: pull.peers, 0, timeout=3.0)
+            assert seen[-1] == 0, seen  # well before the idle client's handshake times out
