@@ -272,6 +272,12 @@ class SocketBase:
                 continue
             if end is not None and _zmq.deadline_left(end) == 0.0:
                 return False
+            self._read_monitor()  # a quiet second
+
+    def _read_monitor(self) -> None:
+        """Take the monitor's news now: its queue is unbounded (``_zmq.monitor_pair``)."""
+        if self._monitor is not None:
+            self._count_peers()
 
     def _count_peers(self) -> int:
         """Peers whose handshake succeeded and that are still connected (PeerLedger)."""

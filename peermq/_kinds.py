@@ -99,6 +99,7 @@ class SenderBase(SocketBase):
 
     def _service(self) -> None:
         """Read what peers told this socket; cheap, done every so often and when asked."""
+        self._read_monitor()
 
     def _encode(self, topic: str, data: object, headers: Mapping[str, str] | None) -> bytes:
         if self._sock is None:
@@ -238,6 +239,7 @@ class PublisherBase(SenderBase):
         sock = self._sock
         if sock is None:
             return
+        super()._service()
         upstream = self._core.upstream
         while True:
             try:
@@ -309,6 +311,14 @@ class ReceiverBase(SocketBase):
     _stopping = False
     _dry = False
     """The last receive found the queue empty: the next one polls before it reads."""
+    _drys = 0
+    """Times the queue ran dry: every 64th, the monitor is read (its queue is unbounded)."""
+
+    def _ran_dry(self) -> None:
+        self._dry = True
+        self._drys = drys = self._drys + 1
+        if not drys & 63:
+            self._read_monitor()
 
     def _discard_unread(self) -> int:
         core, sock = getattr(self, "_rcore", None), self._sock

@@ -194,6 +194,9 @@ class LinkSending(SenderBase):
     def _service(self) -> None:
         """Nothing to read on the caller's thread: the link thread reads the socket."""
 
+    def _read_monitor(self) -> None:
+        """Nothing: the link thread reads the monitor."""
+
     # -- hooks for the kinds
     def _deliveries(self) -> list[Deliveries]:
         raise NotImplementedError

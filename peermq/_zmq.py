@@ -134,7 +134,9 @@ def monitor_pair(
     The PAIR has no receive high-water mark: libzmq's I/O thread *blocks* on a full monitor
     queue (libzmq issue 3575), freezing every socket of the context, so a burst of connections
     while the owner is busy elsewhere (a thousand garbage clients did it) must queue instead.
-    An event is about a hundred bytes, held until the owner next reads its peer count.
+    An event is a few hundred bytes, held until the owner reads it (``_read_monitor``): a
+    sender every 1,024 sends, a receiver every 64th time its queue runs dry, a socket that
+    waits once a second, and any whenever its peer count or stats are asked for.
     """
     sock.monitor(addr, events)
     pair = ctx.socket(zmq.PAIR)
@@ -166,10 +168,11 @@ def poll_with(
 ) -> tuple[bool, bool]:
     """Wait for ``events`` on ``sock`` or input on ``fd``; returns (sock ready, fd ready).
 
-    ``timeout`` None waits at most one second per call (callers loop). zmq_poll on a plain
-    list: a Poller object per wait measured twice the cost.
+    One call waits at most one second (callers loop until their deadline, and read their
+    monitor in between). zmq_poll on a plain list: a Poller object per wait measured twice
+    the cost.
     """
-    ms = 1000 if timeout is None else max(0, _ms(timeout))
+    ms = 1000 if timeout is None else max(0, min(1000, _ms(timeout)))
     sock_ready = fd_ready = False
     for item, revents in zmq.zmq_poll([(sock, events), (fd, zmq.POLLIN)], ms):
         if item == fd:

@@ -104,12 +104,14 @@ class _Closing(SocketBase):
                 if left == 0.0:
                     return False
                 waiter = loop.create_future()
-                timer = loop.call_later(left, wake) if left is not None else None
+                # at most a second: a quiet one reads the monitor (its queue is unbounded)
+                timer = loop.call_later(1.0 if left is None else min(left, 1.0), wake)
                 try:
                     await waiter
                 finally:
-                    if timer is not None:
-                        timer.cancel()
+                    timer.cancel()
+                if waiter.done() and loop.time() >= timer.when():
+                    self._read_monitor()
         finally:
             loop.remove_reader(fd)
             loop.remove_reader(self._wake_r)
@@ -250,7 +252,7 @@ class _Receiving(ReceiverBase, _Closing):
             try:
                 frame = recv(zmq.NOBLOCK)
             except zmq.Again:
-                self._dry = True
+                self._ran_dry()
                 continue
             except zmq.ZMQError as exc:
                 raise _zmq.translate(exc, "recv") from exc

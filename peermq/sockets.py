@@ -199,7 +199,7 @@ class _Receiving(ReceiverBase, _Closing):
             try:
                 frame = recv(zmq.NOBLOCK)
             except zmq.Again:
-                self._dry = True
+                self._ran_dry()
                 continue
             except zmq.ZMQError as exc:
                 raise _zmq.translate(exc, "recv") from exc

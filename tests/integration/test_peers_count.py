@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 import peermq
+import peermq.aio
 from peermq._core import PeerLedger
 
 from .test_security import dirs, public, secure
@@ -178,3 +182,44 @@ def test_a_pusher_leaving_while_an_idle_client_handshakes_is_counted_out() -> No
                 assert settle(lambda: pull.peers, 1)[-1] == 1
             seen = settle(lambda: pull.peers, 0, timeout=3.0)
             assert seen[-1] == 0, seen  # well before the idle client's handshake times out
+
+
+# -- the monitor's queue has no high-water mark (a full one blocks libzmq's I/O thread), so
+#    every socket must keep it read on its own paths, not only when asked for its count
+
+
+def test_a_receiver_waiting_in_recv_keeps_its_monitor_read() -> None:
+    with peermq.Puller(bind="tcp://127.0.0.1:*") as pull:
+        garbage(pull.endpoints[0], 200)
+        mon = pull._monitor
+        assert mon is not None and mon.poll(5000)  # the connections' events are queued
+        with pytest.raises(TimeoutError):
+            pull.recv(timeout=2.5)  # one quiet wait: it reads the monitor each second
+        assert not mon.poll(0), "the monitor was left unread"
+
+
+def test_an_asyncio_receiver_waiting_in_recv_keeps_its_monitor_read() -> None:
+    async def main() -> bool:
+        async with peermq.aio.Puller(bind="tcp://127.0.0.1:*") as pull:
+            garbage(pull.endpoints[0], 200)
+            mon = pull._monitor
+            assert mon is not None and mon.poll(5000)
+            with pytest.raises(TimeoutError):
+                await pull.recv(timeout=2.5)
+            return bool(mon.poll(0))
+
+    assert asyncio.run(main()) is False, "the monitor was left unread"
+
+
+def test_a_sender_that_only_sends_keeps_its_monitor_read() -> None:
+    with peermq.Pusher(bind="tcp://127.0.0.1:*") as push, \
+            peermq.Puller(connect=push.endpoints[0]) as pull:
+        push.wait_for_peers(1, timeout=5.0)
+        garbage(push.endpoints[0], 200)
+        mon = push._monitor
+        assert mon is not None and mon.poll(5000)
+        time.sleep(0.2)  # let the last closes' events land (bounded, not a wait on a result)
+        for i in range(1024):
+            push.send("jobs", i)  # every 1,024th send reads the monitor
+        assert not mon.poll(0), "the monitor was left unread"
+        assert [pull.recv(timeout=5.0).data for _ in range(1024)] == list(range(1024))
