@@ -111,7 +111,7 @@ def _regions(lines: list[str], where: str) -> dict[str, tuple[int, int]]:
 def _rewrite(source: str, where: str) -> str:
     """The token rewriting: same lines, asyncio words turned into blocking ones."""
     starts = [0]
-    for line in source.splitlines(keepends=True):
+    for line in io.StringIO(source):  # lines as tokenize reads them: "\n" ends one, nothing else
         starts.append(starts[-1] + len(line))
 
     def offset(pos: tuple[int, int]) -> int:

@@ -79,6 +79,12 @@ def test_a_name_inside_a_string_or_a_longer_name_is_left_alone() -> None:
     assert _body(_gen(source)) == source
 
 
+def test_a_form_feed_or_line_separator_in_a_string_shifts_no_edit() -> None:
+    # str.splitlines also breaks at these; tokenize does not: offsets must follow tokenize
+    source = 'x = "a\x0cb\u2028c"\nasync def f() -> None:\n    await g()\n'
+    assert _body(_gen(source)) == 'x = "a\x0cb\u2028c"\ndef f() -> None:\n    g()\n'
+
+
 def test_regions_take_the_hand_written_text_or_vanish() -> None:
     source = (
         "a = 1\n"
