@@ -491,7 +491,10 @@ class SubscriberBase(ReceiverBase):
 
     @property
     def publisher_names(self) -> dict[str, str]:
-        """Node id -> node name of the publishers counted in ``publishers``."""
+        """Node id -> node name of the publishers counted in ``publishers``.
+
+        Keyed by node: two publishers of one node are one entry here and two in ``publishers``.
+        """
         self._pump()
         return {node: name for (node, _), name in self._rcore.publishers.items()}
 
