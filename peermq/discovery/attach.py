@@ -335,6 +335,7 @@ class SocketDiscovery:
 
         def report() -> None:
             if self._links_up.get(endpoint) is False:
+                del self._links_up[endpoint]  # only live links stay: endpoints come and go
                 self._link(endpoint, False)
 
         loop = self._discovery._loop

@@ -350,3 +350,29 @@ def test_with_curve_a_discovered_spooled_pusher_is_reached_with_its_pinned_key(
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def test_a_spooled_pusher_that_leaves_is_reported_and_forgotten(tmp_path: Path) -> None:
+    """Its link's bookkeeping goes with it: endpoints that come and go leave nothing behind."""
+    with peermq.Node(name="a", discovery=LOOPBACK) as na, \
+            peermq.Node(name="b", discovery=LOOPBACK) as nb, \
+            peermq.Puller(service="jobs", node=nb, ack=peermq.AckMode.EXPLICIT) as pull:
+        assert pull.discovery is not None
+        for round_ in range(2):
+            with peermq.Pusher(service="jobs", node=na, spool=tmp_path / f"out{round_}") as push:
+                # one thread owns both: the puller connects when its owner calls it
+                pull.wait_for_peers(1, timeout=T)
+                push.wait_for_peers(1, timeout=T)
+                push.send("jobs.x", round_)
+                msg = pull.recv(timeout=T)
+                assert msg.data == round_
+                msg.ack()
+                pull.flush_acks()
+                push.wait_for_acks(timeout=T)
+            kinds = []
+            for ev in pull.discovery.events(timeout=3.0):
+                kinds.append(ev.kind)
+                if ev.kind is PeerEventKind.LEFT:
+                    break
+            assert kinds == [PeerEventKind.JOINED, PeerEventKind.LEFT]
+            assert pull.discovery._links_up == {}, "a gone link's endpoint was kept"
