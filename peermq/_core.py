@@ -130,6 +130,8 @@ class ReceiveCore:
         self.outbox: list[bytes] = []
         """Frames to send upstream (gap reports); the shell flushes them."""
         self.publishers: dict[tuple[str, int], str] = {}
+        self._incarnations: dict[tuple[str, int], int | None] = {}
+        """The incarnation each publisher's last welcome named (goodbyes must match it)."""
         self._topic_cache: dict[bytes, str | None] = {}
         self._fast: dict[bytes, list[Any]] = {}
         self._hot: list[Any] | None = None
@@ -184,17 +186,25 @@ class ReceiveCore:
     def _control(self, frame: bytes) -> None:
         if frame[:2] == wire.WELCOME:
             try:
-                node, stream, name = wire.decode_welcome(frame)
+                node, stream, name, incarnation = wire.decode_welcome(frame)
             except WireError as exc:
                 self._bad("welcome", exc)
                 return
             if (node, stream) not in self.publishers:
                 _log.debug("publisher.welcome node=%s stream=%s name=%s", node, stream, name)
             self.publishers[(node, stream)] = name
+            self._incarnations[(node, stream)] = incarnation
         elif frame[:2] == wire.MARKER:
             left = decode_goodbye(frame)
-            if left is not None and self.publishers.pop(left, None) is not None:
-                _log.debug("publisher.goodbye node=%s stream=%s", *left)
+            if left is None:
+                return
+            node, stream, incarnation = left
+            known = self._incarnations.get((node, stream))
+            if incarnation is not None and known is not None and incarnation != known:
+                return  # the goodbye of an earlier socket with the same (node, stream)
+            if self.publishers.pop((node, stream), None) is not None:
+                self._incarnations.pop((node, stream), None)
+                _log.debug("publisher.goodbye node=%s stream=%s", node, stream)
         # other control frames (addressed to other subscribers) are not ours: ignore them
 
     def _gap(self, node: str, stream: int, raw: bytes, topic: str, first: int, lost: int) -> None:
@@ -362,17 +372,20 @@ class ReceiveCore:
         return out
 
 
-def encode_goodbye(token: str, node: str, stream: int) -> bytes:
+def encode_goodbye(token: str, node: str, stream: int, incarnation: int | None = None) -> bytes:
     """A closing publisher's goodbye to the subscriber ``token`` (docs/protocol.md, section 4).
 
     It starts with that subscriber's marker subscription, so the XPUB passes it to them.
     """
-    packed: bytes = _packb([wire.VERSION, node, stream])
+    fields: list[object] = [wire.VERSION, node, stream]
+    if incarnation is not None:
+        fields.append(incarnation)
+    packed: bytes = _packb(fields)
     return wire.marker_subscription(token) + b"\x00" + packed
 
 
-def decode_goodbye(frame: bytes) -> tuple[str, int] | None:
-    """The (node, stream) that says goodbye, or None if ``frame`` is not a valid goodbye."""
+def decode_goodbye(frame: bytes) -> tuple[str, int, int | None] | None:
+    """The (node, stream, incarnation) that says goodbye, or None if ``frame`` is not one."""
     cut = frame.find(0, 2)
     if cut < 0:
         return None
@@ -383,7 +396,8 @@ def decode_goodbye(frame: bytes) -> tuple[str, int] | None:
     if (type(fields) is not list or len(fields) < 3 or fields[0] != wire.VERSION
             or type(fields[1]) is not str or type(fields[2]) is not int):
         return None
-    return fields[1], fields[2]
+    incarnation = fields[3] if len(fields) > 3 and type(fields[3]) is int else None
+    return fields[1], fields[2], incarnation
 
 
 def token_for(node: str, stream: int) -> str:

@@ -7,6 +7,7 @@ sockets.py and aio.py add only the parts that wait: send under back-pressure, re
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
@@ -75,6 +76,9 @@ def deadline(timeout: float | None) -> float | None:
 class SenderBase(SocketBase):
     """Encoding and non-blocking sends; the shell decides how to wait for room."""
 
+    _incarnation: int | None = None
+    """Random per socket, in its welcome and goodbye (docs/protocol.md, section 4)."""
+
     _core: SendCore
     _default_on_full = OnFull.DROP
     _tap: Callable[[bytes], None] | None = None
@@ -95,7 +99,10 @@ class SenderBase(SocketBase):
         self._encode_one = self._core.encoder.encode
 
     def _welcome(self) -> bytes:
-        return wire.encode_welcome(self.node.id, self.stream, self.node.name)
+        # random per socket: a subscriber tells this socket's goodbye from an earlier one's
+        # with the same (node, stream), e.g. a restart with a fixed node id
+        self._incarnation = secrets.randbits(31)
+        return wire.encode_welcome(self.node.id, self.stream, self.node.name, self._incarnation)
 
     def _service(self) -> None:
         """Read what peers told this socket; cheap, done every so often and when asked."""
@@ -257,7 +264,8 @@ class PublisherBase(SenderBase):
         enc = self._core.encoder
         for token in self._core.subscribers:
             try:
-                sock.send(encode_goodbye(token, enc.node, enc.stream), zmq.NOBLOCK)
+                sock.send(encode_goodbye(token, enc.node, enc.stream, self._incarnation),
+                          zmq.NOBLOCK)
             except zmq.ZMQError:
                 return  # a full queue: the subscribers' monitors see the connection end
 

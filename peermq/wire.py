@@ -335,13 +335,21 @@ def decode_data(frame: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[bytes, l
     return frame[:i], env
 
 
-def encode_welcome(node: str, stream: int, name: str) -> bytes:
-    packed: bytes = msgpack.packb([VERSION, node, stream, name])
+def encode_welcome(node: str, stream: int, name: str, incarnation: int | None = None) -> bytes:
+    """A publisher's welcome; ``incarnation`` tells this socket from another with the same
+    (node, stream), e.g. the same fixed node id after a restart (docs/protocol.md, section 4)."""
+    fields: list[object] = [VERSION, node, stream, name]
+    if incarnation is not None:
+        fields.append(incarnation)
+    packed: bytes = msgpack.packb(fields)
     return WELCOME + packed
 
 
-def decode_welcome(frame: bytes) -> tuple[str, int, str]:
-    """``(node, stream, name)`` of the publisher that sent the welcome."""
+def decode_welcome(frame: bytes) -> tuple[str, int, str, int | None]:
+    """``(node, stream, name, incarnation)`` of the publisher that sent the welcome.
+
+    ``incarnation`` is None from a publisher that sends none (or one that is not an int).
+    """
     fields = _unpack(frame[2:])
     if (
         type(fields) is not list
@@ -352,7 +360,8 @@ def decode_welcome(frame: bytes) -> tuple[str, int, str]:
         or type(fields[3]) is not str
     ):
         raise WireError("malformed welcome")
-    return fields[1], fields[2], fields[3]
+    incarnation = fields[4] if len(fields) > 4 and type(fields[4]) is int else None
+    return fields[1], fields[2], fields[3], incarnation
 
 
 def marker_subscription(token: str) -> bytes:

@@ -219,7 +219,7 @@ def test_protocol_worked_example_is_what_the_encoder_writes() -> None:
     got = {name: bytes.fromhex(re.sub(r"\(.*?\)", "", text)) for name, text in rows.items()}
     token = "0f1e2d3c4b5a6978/2"
     assert got == {
-        "welcome": wire.encode_welcome("a1b2c3d4e5f60718", 1, "host-42"),
+        "welcome": wire.encode_welcome("a1b2c3d4e5f60718", 1, "host-42", 42),
         "gap report": wire.encode_gap(token, "a1b2c3d4e5f60718", 1, 801),
         "marker": b"\x01" + wire.marker_subscription(token),
     }

@@ -146,7 +146,11 @@ def test_truncations_of_a_good_frame_fail_cleanly(tail: bytes) -> None:
 
 
 def test_control_frames_round_trip_and_reject_garbage() -> None:
-    assert wire.decode_welcome(wire.encode_welcome("n", 2, "host-1")) == ("n", 2, "host-1")
+    assert wire.decode_welcome(wire.encode_welcome("n", 2, "host-1")) == ("n", 2, "host-1", None)
+    assert wire.decode_welcome(wire.encode_welcome("n", 2, "host-1", 7)) == ("n", 2, "host-1", 7)
+    # an incarnation that is not an int is no incarnation: the welcome still counts
+    assert wire.decode_welcome(b"\xffW" + msgpack.packb([1, "n", 2, "h", "x"])) == \
+        ("n", 2, "h", None)
     assert wire.decode_gap(wire.encode_gap("tok", "n", 2, 5)) == ("tok", "n", 2, 5)
     for bad in (b"\xffW", b"\xffW\x93\x01\xa1n\x02", b"\xffWgarbage"):
         with pytest.raises(WireError):
