@@ -29,11 +29,6 @@ __all__ = ["Endpoints", "SocketBase"]
 
 _log = logging.getLogger("peermq")
 _SCHEMES = ("tcp://", "ipc://", "inproc://")
-_OPENED = zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED
-_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-           | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
-PEER_EVENTS = _OPENED | zmq.EVENT_HANDSHAKE_SUCCEEDED | _FAILED | zmq.EVENT_DISCONNECTED
-"""What the monitor must report for PeerLedger to tie handshakes to connections."""
 
 
 def _check_endpoint(endpoint: str) -> None:
@@ -117,7 +112,8 @@ class SocketBase:
                 self._monitor = self._security.watch(self, sock, forward=monitor)
             elif monitor:
                 self._monitor = _zmq.monitor_pair(
-                    self.node.context, sock, f"inproc://peermq-monitor-{id(self)}", PEER_EVENTS)
+                    self.node.context, sock, f"inproc://peermq-monitor-{id(self)}",
+                    _zmq.PEER_EVENTS)
             self._setup()
             for ep in binds:
                 self.bind(ep)
@@ -300,19 +296,15 @@ class SocketBase:
             elif event == zmq.EVENT_DISCONNECTED:
                 if not ledger.closed(endpoint, int(msg["value"])):
                     continue  # the close of a failed handshake: no peer left
-                self._peer_left(endpoint)
-            elif event & _OPENED:
+            elif event & _zmq.OPENED:
                 ledger.opened(endpoint, int(msg["value"]))
-            elif event & _FAILED:
+            elif event & _zmq.HANDSHAKE_FAILED:
                 ledger.failed(endpoint)
                 continue
             else:
                 continue
-            if self.discovery is not None and not event & _OPENED:
+            if self.discovery is not None and not event & _zmq.OPENED:
                 self.discovery.on_monitor(event, endpoint)
-
-    def _peer_left(self, endpoint: str) -> None:
-        """A peer whose handshake had succeeded is gone (hook for subclasses)."""
 
     def close(self) -> int:
         """Close (idempotent). Returns how many received messages were discarded unread.

@@ -129,9 +129,8 @@ class ReceiveCore:
         self.pending: deque[Message] = deque()
         self.outbox: list[bytes] = []
         """Frames to send upstream (gap reports); the shell flushes them."""
-        self.publishers: dict[tuple[str, int], str] = {}
-        self._incarnations: dict[tuple[str, int], int | None] = {}
-        """The incarnation each publisher's last welcome named (goodbyes must match it)."""
+        self.publishers: dict[tuple[str, int], tuple[str, int | None]] = {}
+        """(node, stream) -> (name, incarnation) from each publisher's last welcome."""
         self._topic_cache: dict[bytes, str | None] = {}
         self._fast: dict[bytes, list[Any]] = {}
         self._hot: list[Any] | None = None
@@ -192,19 +191,19 @@ class ReceiveCore:
                 return
             if (node, stream) not in self.publishers:
                 _log.debug("publisher.welcome node=%s stream=%s name=%s", node, stream, name)
-            self.publishers[(node, stream)] = name
-            self._incarnations[(node, stream)] = incarnation
+            self.publishers[(node, stream)] = (name, incarnation)
         elif frame[:2] == wire.MARKER:
-            left = decode_goodbye(frame)
+            left = wire.decode_goodbye(frame)
             if left is None:
                 return
             node, stream, incarnation = left
-            known = self._incarnations.get((node, stream))
-            if incarnation is not None and known is not None and incarnation != known:
+            known = self.publishers.get((node, stream))
+            if known is None:
+                return
+            if incarnation is not None and known[1] is not None and incarnation != known[1]:
                 return  # the goodbye of an earlier socket with the same (node, stream)
-            if self.publishers.pop((node, stream), None) is not None:
-                self._incarnations.pop((node, stream), None)
-                _log.debug("publisher.goodbye node=%s stream=%s", node, stream)
+            del self.publishers[(node, stream)]
+            _log.debug("publisher.goodbye node=%s stream=%s", node, stream)
         # other control frames (addressed to other subscribers) are not ours: ignore them
 
     def _gap(self, node: str, stream: int, raw: bytes, topic: str, first: int, lost: int) -> None:
@@ -370,34 +369,6 @@ class ReceiveCore:
     def drain_outbox(self) -> list[bytes]:
         out, self.outbox = self.outbox, []
         return out
-
-
-def encode_goodbye(token: str, node: str, stream: int, incarnation: int | None = None) -> bytes:
-    """A closing publisher's goodbye to the subscriber ``token`` (docs/protocol.md, section 4).
-
-    It starts with that subscriber's marker subscription, so the XPUB passes it to them.
-    """
-    fields: list[object] = [wire.VERSION, node, stream]
-    if incarnation is not None:
-        fields.append(incarnation)
-    packed: bytes = _packb(fields)
-    return wire.marker_subscription(token) + b"\x00" + packed
-
-
-def decode_goodbye(frame: bytes) -> tuple[str, int, int | None] | None:
-    """The (node, stream, incarnation) that says goodbye, or None if ``frame`` is not one."""
-    cut = frame.find(0, 2)
-    if cut < 0:
-        return None
-    try:
-        fields = _unpackb(frame[cut + 1 :], raw=False)
-    except Exception:
-        return None
-    if (type(fields) is not list or len(fields) < 3 or fields[0] != wire.VERSION
-            or type(fields[1]) is not str or type(fields[2]) is not int):
-        return None
-    incarnation = fields[3] if len(fields) > 3 and type(fields[3]) is int else None
-    return fields[1], fields[2], incarnation
 
 
 def token_for(node: str, stream: int) -> str:

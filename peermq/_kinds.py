@@ -16,7 +16,7 @@ import zmq
 
 from . import _zmq, wire
 from ._base import Endpoints, SocketBase
-from ._core import GapHandler, ReceiveCore, SendCore, encode_goodbye, token_for
+from ._core import GapHandler, ReceiveCore, SendCore, token_for
 from ._zmq import Kind
 from .config import AckMode, HeaderMatch, History, OnFull, SocketOptions, SpoolOptions
 from .errors import ClosedError, ConfigError, EncodeError, SendTimeoutError
@@ -264,7 +264,7 @@ class PublisherBase(SenderBase):
         enc = self._core.encoder
         for token in self._core.subscribers:
             try:
-                sock.send(encode_goodbye(token, enc.node, enc.stream, self._incarnation),
+                sock.send(wire.encode_goodbye(token, enc.node, enc.stream, self._incarnation),
                           zmq.NOBLOCK)
             except zmq.ZMQError:
                 return  # a full queue: the subscribers' monitors see the connection end
@@ -504,7 +504,7 @@ class SubscriberBase(ReceiverBase):
         Keyed by node: two publishers of one node are one entry here and two in ``publishers``.
         """
         self._pump()
-        return {node: name for (node, _), name in self._rcore.publishers.items()}
+        return {node: name for (node, _), (name, _) in self._rcore.publishers.items()}
 
 
 class PullerBase(ReceiverBase):

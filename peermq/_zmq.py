@@ -56,6 +56,12 @@ def new_context() -> zmq.Context[zmq.Socket[bytes]]:
 
 ZAP_DOMAIN = b"peermq"
 
+OPENED = zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED
+HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+PEER_EVENTS = OPENED | zmq.EVENT_HANDSHAKE_SUCCEEDED | HANDSHAKE_FAILED | zmq.EVENT_DISCONNECTED
+"""What a socket's monitor reports: all PeerLedger needs to tie handshakes to connections."""
+
 
 def configure(
     sock: zmq.Socket[bytes], kind: Kind, opts: SocketOptions, welcome: bytes, on_full: OnFull

@@ -33,8 +33,10 @@ __all__ = [
     "check_headers",
     "decode_data",
     "decode_gap",
+    "decode_goodbye",
     "decode_welcome",
     "encode_gap",
+    "encode_goodbye",
     "encode_welcome",
     "marker_subscription",
 ]
@@ -367,6 +369,34 @@ def decode_welcome(frame: bytes) -> tuple[str, int, str, int | None]:
 def marker_subscription(token: str) -> bytes:
     """The subscription a subscriber makes after its topics; ``token`` names the subscriber."""
     return MARKER + token.encode()
+
+
+def encode_goodbye(token: str, node: str, stream: int, incarnation: int | None = None) -> bytes:
+    """A closing publisher's goodbye to the subscriber ``token`` (docs/protocol.md, section 4).
+
+    It starts with that subscriber's marker subscription, so the XPUB passes it to them.
+    """
+    fields: list[object] = [VERSION, node, stream]
+    if incarnation is not None:
+        fields.append(incarnation)
+    packed: bytes = msgpack.packb(fields)
+    return marker_subscription(token) + b"\x00" + packed
+
+
+def decode_goodbye(frame: bytes) -> tuple[str, int, int | None] | None:
+    """The (node, stream, incarnation) that says goodbye, or None if ``frame`` is not one."""
+    cut = frame.find(0, 2)
+    if cut < 0:
+        return None
+    try:
+        fields = _unpack(frame[cut + 1 :])
+    except WireError:
+        return None
+    if (type(fields) is not list or len(fields) < 3 or fields[0] != VERSION
+            or type(fields[1]) is not str or type(fields[2]) is not int):
+        return None
+    incarnation = fields[3] if len(fields) > 3 and type(fields[3]) is int else None
+    return fields[1], fields[2], incarnation
 
 
 def encode_gap(token: str, node: str, stream: int, lost: int) -> bytes:

@@ -33,20 +33,11 @@ from ..config import SecurityOptions, TrustPolicy
 from .keys import fingerprint
 from .trust import TrustStore
 
-__all__ = ["FAILED", "Guard", "Owner", "Reporter", "SecurityStats", "backoff_delay"]
+__all__ = ["Guard", "Owner", "Reporter", "SecurityStats", "backoff_delay"]
 
 _log = logging.getLogger("peermq.security")
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
-FAILED = (
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-)
-# Every connection's opening and closing too: the socket's peer count ties each outcome to a
-# connection (docs/concepts.md), so it must see them all, not a guess of which close was whose.
-EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
-          | zmq.EVENT_DISCONNECTED | FAILED)
 _STOP = object()
 
 
@@ -177,12 +168,13 @@ class Guard:
     ):
         """Watch ``sock``'s handshakes (call from its owner); returns the owner's monitor.
 
-        With ``forward``, the returned PAIR socket gets the monitor events that ``SocketBase``
-        counts peers with (handshake succeeded, disconnected), as ``get_monitor_socket`` would.
+        With ``forward``, the returned PAIR socket gets every monitor event (``PEER_EVENTS``),
+        for the owner's peer count, as ``_zmq.monitor_pair`` would.
         """
         n = next(self._monitor_ids)
         addr = f"inproc://peermq-security-monitor-{id(self)}-{n}"
-        mon = _zmq.monitor_pair(self._ctx, sock, addr, EVENTS)
+        # every event, openings too: the owner's PeerLedger ties each outcome to its connection
+        mon = _zmq.monitor_pair(self._ctx, sock, addr, _zmq.PEER_EVENTS)
         fwd = mine = None
         if forward:
             # no high-water mark on the owner's side either: an event dropped here would
@@ -413,7 +405,7 @@ class Guard:
                     watch.fwd.send_multipart(parts, zmq.NOBLOCK)
             what = int(event["event"])
             endpoint = event["endpoint"].decode("utf-8", "replace")
-            if what & FAILED:
+            if what & _zmq.HANDSHAKE_FAILED:
                 self._failed(watch, what, int(event["value"]), endpoint)
             elif what == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 given = watch.connects.get(endpoint)

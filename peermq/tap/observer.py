@@ -22,7 +22,6 @@ from .._zmq import Kind
 from ..config import SocketOptions
 from ..errors import ClosedError, ConfigError, PeermqError
 from ..node import Node
-from ..security.guard import FAILED
 from ..topics import TopicFilter
 from .core import KnownNode, TapCore
 from .events import Event, NodeFound, NodeRefused
@@ -96,7 +95,9 @@ class Tap(SocketBase):
         sock = self._live()
         if self._security is None:
             # a secure tap's handshakes are watched by its node's security (see _pause_endpoint)
-            self._handshakes = sock.get_monitor_socket(FAILED)
+            self._handshakes = _zmq.monitor_pair(
+                self.node.context, sock, f"inproc://peermq-tap-monitor-{id(self)}",
+                _zmq.HANDSHAKE_FAILED)
         for prefix in self._filter.prefixes:
             sock.send(b"\x01" + prefix)
         sock.send(b"\x01" + _mirror.BUNDLE)
@@ -195,7 +196,7 @@ class Tap(SocketBase):
                 event = parse_monitor_message(mon.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 return
-            if int(event["event"]) & FAILED:
+            if int(event["event"]) & _zmq.HANDSHAKE_FAILED:
                 self._refused(event["endpoint"].decode("utf-8", "replace"), _NO_SECURITY)
 
     def _mirror_lost(self, instance: str) -> None:

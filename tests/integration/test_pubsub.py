@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import peermq
-from peermq import HeaderMatch, Message
+from peermq import HeaderMatch, Message, wire
 
 from ..helpers import python, readline
 
@@ -250,12 +250,10 @@ def test_a_publisher_that_closes_leaves_the_count_and_the_names() -> None:
 
 
 def test_a_malformed_goodbye_is_ignored_and_changes_nothing() -> None:
-    from peermq._core import decode_goodbye  # noqa: PLC0415
-
-    assert decode_goodbye(b"\xffSabc") is None            # no separator
-    assert decode_goodbye(b"\xffSabc\x00\xc1") is None    # msgpack that does not decode
-    assert decode_goodbye(b"\xffSabc\x00\x93\x02\xa1n\x01") is None  # another version
-    assert decode_goodbye(b"\xffSabc\x00\x93\x01\x01\x01") is None   # node not a str
+    assert wire.decode_goodbye(b"\xffSabc") is None            # no separator
+    assert wire.decode_goodbye(b"\xffSabc\x00\xc1") is None    # msgpack that does not decode
+    assert wire.decode_goodbye(b"\xffSabc\x00\x93\x02\xa1n\x01") is None  # another version
+    assert wire.decode_goodbye(b"\xffSabc\x00\x93\x01\x01\x01") is None   # node not a str
     with peermq.Publisher(bind="tcp://127.0.0.1:*") as pub, \
             peermq.Subscriber(connect=pub.endpoints[0]) as sub:
         pub.wait_for_subscribers(1, timeout=5.0)
